@@ -1,0 +1,1 @@
+"""`appliancectl`: the operator's command line."""

@@ -1,0 +1,38 @@
+"""`appliancectl bench ...`: print a table and write the figures as JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+
+def write_json(result: dict, path: str) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: figures printed and written as JSON (p50/p95/p99, never single runs)."""
+
+
+@bench.command("ipc")
+@click.option("--calls", default=200, show_default=True, help="concurrent call rings")
+@click.option("--seconds", default=10.0, show_default=True, help="how long the writer runs")
+@click.option("--poll-us", default=200.0, show_default=True, help="reader sleep when no frame is waiting")
+@click.option("--shm-dir", default="/dev/shm", show_default=True, help="where the rings go")
+@click.option("--json", "json_path", default="bench-results/ipc.json", show_default=True, help="JSON output file")
+def bench_ipc(calls: int, seconds: float, poll_us: float, shm_dir: str, json_path: str) -> None:
+    """Audio ring throughput and writer→reader latency: one writer, one reader process, N rings."""
+    from ..bench import ipc
+
+    click.echo(f"bench ipc: {calls} rings, {seconds:g} s, one writer and one reader process ...")
+    result = ipc.run(calls=calls, seconds=seconds, shm_dir=shm_dir, poll_us=poll_us)
+    click.echo(ipc.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

@@ -1,0 +1,123 @@
+"""`appliancectl`: status, config check, rings, up (dev supervisor), bench."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import ConfigError, Config, default_path, load
+from .bench import bench
+
+
+def _load(ctx: click.Context) -> Config:
+    try:
+        return load(ctx.obj["config"])
+    except ConfigError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="config file [default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml]")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Operate the voice-agent appliance."""
+    ctx.obj = {"config": config_path}
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_context
+def config_check(ctx: click.Context, file: str | None) -> None:
+    """Validate FILE (default: the configured file). Exit 0 when valid, 2 with every problem listed."""
+    path = file or ctx.obj["config"] or default_path()
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(2)
+    click.echo(f"config {config.source} is valid")
+    click.echo(f"  services {', '.join(config.services.enabled)}; sip {config.sip.bind}:{config.sip.port}, "
+               f"max {config.sip.max_calls} calls; run dir {config.paths.run_dir}")
+
+
+@cli.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Run all enabled services in the foreground, restarting any that dies; Ctrl-C stops them."""
+    from ..runtime import logs
+    from ..runtime.service import AlreadyRunning
+    from ..runtime.supervisor import Supervisor
+
+    config = _load(ctx)
+    logs.setup("appliancectl", config.log.level)
+    path = ctx.obj["config"] or os.environ.get("APPLIANCE_CONFIG")
+    try:
+        sys.exit(asyncio.run(Supervisor(config, str(Path(path).resolve()) if path else None).run()))
+    except AlreadyRunning as exc:
+        click.echo(f"appliancectl up: {exc}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--timeout", default=1.0, show_default=True, help="seconds to wait for each service")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
+    """Health of every enabled service. Exit 0 when all are ready, 1 otherwise."""
+    from ..runtime.health import collect
+
+    health = asyncio.run(collect(_load(ctx), timeout))
+    if as_json:
+        click.echo(json.dumps({
+            "services": [vars(s) for s in health.services],
+            "supervisor": None if health.supervisor is None else {"pid": health.supervisor.pid,
+                                                                  "children": health.supervisor.children},
+        }, indent=2))
+    else:
+        restarts = {c["name"]: c["restarts"] for c in health.supervisor.children} if health.supervisor else {}
+        click.echo(f"{'SERVICE':<10} {'STATE':<9} {'PID':>7} {'UPTIME':>9} {'RESTARTS':>8}  DETAILS")
+        for s in health.services:
+            details = s.error or " ".join(f"{k}={v}" for k, v in s.details.items())
+            click.echo(f"{s.name:<10} {s.state:<9} {s.pid or '-':>7} {s.uptime_s:>8.1f}s "
+                       f"{restarts.get(s.name, '-'):>8}  {details}")
+    sys.exit(0 if health.all_ready else 1)
+
+
+@cli.command()
+@click.option("--clean", is_flag=True, help="remove rings left by a crashed run")
+@click.pass_context
+def rings(ctx: click.Context, clean: bool) -> None:
+    """List the audio rings in shared memory, with the liveness of their owner and writer."""
+    from ..ipc import inspect, sweep_stale
+
+    config = _load(ctx)
+    infos = inspect(config.paths.shm_dir)
+    click.echo(f"{'CALL':<24} {'DIR':<4} {'FRAMES':>8} {'OWNER':>8} {'WRITER':>8}  STATE")
+    for i in infos:
+        state = "stale" if i.stale else ("ended" if i.closed else "live")
+        owner = f"{i.owner_pid}{'' if i.owner_alive else '✗'}"
+        writer = f"{i.writer_pid}{'' if i.writer_alive else '✗'}" if i.writer_pid else "-"
+        click.echo(f"{i.call_id:<24} {i.direction:<4} {i.frames_written:>8} {owner:>8} {writer:>8}  {state}"
+                   + (f" ({i.error})" if i.error else ""))
+    if clean:
+        removed = sweep_stale(config.paths.shm_dir)
+        click.echo(f"removed {len(removed)} stale ring(s)")
+
+
+cli.add_command(bench)
+
+
+def main() -> None:
+    cli(prog_name="appliancectl")

@@ -1,0 +1,149 @@
+"""Load appliance.toml into ``schema.Config``, reporting every problem at once.
+
+Each error names the key (``sip.port``), the bad value, and what is allowed, because the
+person reading it is an admin at a console, not the author of this code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import typing
+from dataclasses import MISSING, fields, is_dataclass, replace
+from pathlib import Path
+
+from ..typecheck import conforms, describe
+from .schema import Config
+
+DEFAULT_PATH = "/etc/appliance/appliance.toml"
+ENV_VAR = "APPLIANCE_CONFIG"
+# AF_UNIX socket paths are limited to 107 bytes; the longest socket name under run_dir is this.
+_LONGEST_SOCKET = "/supervisor.ctl"
+_SUN_PATH_MAX = 107
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. ``problems`` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        lines = [f"config {self.source} is invalid ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def default_path() -> str:
+    return os.environ.get(ENV_VAR) or DEFAULT_PATH
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load and validate a config file.
+
+    ``path=None`` means ``$APPLIANCE_CONFIG`` or /etc/appliance/appliance.toml; when that
+    default file is absent the built-in defaults are used. A path given explicitly must exist.
+    """
+    explicit = path is not None or ENV_VAR in os.environ
+    source = str(path if path is not None else default_path())
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(source, ["file does not exist"]) from None
+        return Config(source="<defaults>")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read: {exc}"]) from None
+    return parse(text, source)
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if not problems:
+        problems += _cross_checks(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return replace(config, source=source)
+
+
+def _build(cls, data: dict, prefix: str, problems: list[str]):
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
+    for name in data:
+        if name not in known:
+            problems.append(f"{prefix}{name}: unknown key (allowed: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, f in known.items():
+        dotted = f"{prefix}{name}"
+        if name not in data:
+            continue
+        value, hint = data[name], hints[name]
+        if is_dataclass(hint):
+            if not isinstance(value, dict):
+                problems.append(f"{dotted}: must be a table [{dotted}], got {_show(value)}")
+            else:
+                kwargs[name] = _build(hint, value, dotted + ".", problems)
+            continue
+        checked = _check(dotted, value, hint, f.metadata, problems)
+        if checked is not MISSING:
+            kwargs[name] = checked
+    return cls(**kwargs)
+
+
+def _check(dotted: str, value, hint, meta, problems: list[str]):
+    if not conforms(value, hint):
+        problems.append(f"{dotted}: must be {describe(hint)}, got {_show(value)}")
+        return MISSING
+    if typing.get_origin(hint) is list:
+        allowed = meta.get("each")
+        bad = [v for v in value if allowed and v not in allowed]
+        if bad:
+            problems.append(f"{dotted}: {_show(bad[0])} is not one of {', '.join(allowed)}")
+            return MISSING
+        return list(value)
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        problems.append(f"{dotted}: {_show(value)} is not one of {', '.join(choices)}")
+        return MISSING
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        problems.append(f"{dotted}: {_show(value)} is out of range (allowed {lo} to {hi})")
+        return MISSING
+    return float(value) if hint is float else value
+
+
+def _show(value) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cross_checks(config: Config) -> list[str]:
+    """Rules between keys, or against the machine, that a single key's metadata cannot say."""
+    problems = []
+    run_dir = config.paths.run_dir
+    if len(os.fsencode(run_dir + _LONGEST_SOCKET)) > _SUN_PATH_MAX:
+        problems.append(
+            f'paths.run_dir: "{run_dir}" is too long for a unix socket path '
+            f"(at most {_SUN_PATH_MAX - len(_LONGEST_SOCKET)} bytes)"
+        )
+    for name in ("state_dir", "run_dir", "shm_dir", "agents_dir", "models_dir"):
+        value = getattr(config.paths, name)
+        if not os.path.isabs(value):
+            problems.append(f'paths.{name}: "{value}" must be an absolute path')
+    if config.supervisor.restart_max < config.supervisor.restart_min:
+        problems.append(
+            f"supervisor.restart_max: {config.supervisor.restart_max} is below "
+            f"supervisor.restart_min ({config.supervisor.restart_min}); it must be at least that"
+        )
+    if len(set(config.services.enabled)) != len(config.services.enabled):
+        problems.append(f"services.enabled: {config.services.enabled!r} lists a service twice")
+    return problems

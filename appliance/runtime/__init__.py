@@ -1,0 +1,1 @@
+"""Shared process runtime: logging, sd_notify, service lifecycle, dev supervisor."""

@@ -1,0 +1,1 @@
+"""Process entry points: thin mains that wire library code (one per systemd unit)."""

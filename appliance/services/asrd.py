@@ -1,0 +1,15 @@
+"""appliance-asrd: speech recognition and endpointing from the in rings.
+
+Entry point of the systemd unit appliance-asrd.service and of `appliancectl up`. Only wires
+the runtime; the service's own component plugs in through `run_service`.
+"""
+
+from ..runtime.service import run_service
+
+
+def main(argv=None) -> None:
+    run_service("asrd", argv=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""appliance-sipd: SIP signalling and RTP; owns calls and their audio rings.
+
+Entry point of the systemd unit appliance-sipd.service and of `appliancectl up`. Only wires
+the runtime; the service's own component plugs in through `run_service`.
+"""
+
+from ..runtime.service import run_service
+
+
+def main(argv=None) -> None:
+    run_service("sipd", argv=argv)
+
+
+if __name__ == "__main__":
+    main()

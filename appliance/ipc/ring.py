@@ -304,6 +304,15 @@ class RingReader:
     def writer_alive(self) -> bool:
         return procid.alive(self._header[_WRITER_PID], self._header[_WRITER_START])
 
+    def writer_state(self) -> str:
+        """"closed" (stream ended), "alive", "dead" (crashed mid-call: a successor may take
+        over), or "none" (no writer attached yet, or one detached without ending the stream)."""
+        if self._header[_CLOSED] == 1:
+            return "closed"
+        if self._header[_WRITER_PID] == 0:
+            return "none"
+        return "alive" if self.writer_alive() else "dead"
+
     def close(self) -> None:
         self._header = self._meta = self._pcm = None  # type: ignore[assignment]
         self._m.close()

@@ -1,0 +1,5 @@
+"""`python -m appliance` is `appliancectl`."""
+
+from .cli.main import main
+
+main()

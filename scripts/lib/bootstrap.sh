@@ -1,0 +1,61 @@
+# Sourced by scripts/test and scripts/demo: make sure this checkout can run, idempotently.
+#   - Debian packages the Python dependencies build against (only the missing ones; sudo if not root)
+#   - a venv at .venv with the package installed editable, reinstalled only when pyproject.toml changes
+# Set APPLIANCE_EXTRAS (comma list, e.g. "test" or "test,cpu") to choose optional groups.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$REPO/.venv"
+APT_PACKAGES=(gcc pkg-config libsystemd-dev)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else log "need root to run: $*"; return 1; fi
+}
+
+apt_install_missing() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get: install them by hand"; return 1; }
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+    for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        [ -n "$py" ] && command -v "$py" >/dev/null 2>&1 || continue
+        if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then echo "$py"; return 0; fi
+    done
+    log "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; return 1
+}
+
+ensure_venv() {
+    local py extras stamp want
+    py="$(pick_python)"
+    extras="${APPLIANCE_EXTRAS:-test}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! "$py" -m venv "$VENV" 2>/dev/null; then
+            rm -rf "$VENV"
+            apt_install_missing python3-venv
+            "$py" -m venv "$VENV"
+        fi
+    fi
+    stamp="$VENV/.appliance-installed"
+    want="$(cat "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing the appliance into $VENV (extras: $extras)"
+        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+        "$VENV/bin/python" -m pip install -q -e "$REPO[$extras]"
+        echo "$want" > "$stamp"
+    fi
+}
+
+apt_install_missing "${APT_PACKAGES[@]}"
+ensure_venv

@@ -50,9 +50,13 @@ ensure_venv() {
     stamp="$VENV/.appliance-installed"
     want="$(cat "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing the appliance into $VENV (extras: $extras)"
-        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$REPO[$extras]"
+        log "installing the appliance into $VENV (extras: $extras; log in $VENV/install.log)"
+        if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+               "$VENV/bin/python" -m pip install -e "$REPO[$extras]"; } > "$VENV/install.log" 2>&1; then
+            tail -n 40 "$VENV/install.log" >&2
+            log "pip install failed; full log: $VENV/install.log"
+            return 1
+        fi
         echo "$want" > "$stamp"
     fi
 }

@@ -26,13 +26,14 @@ def bench() -> None:
 @click.option("--calls", default=200, show_default=True, help="concurrent call rings")
 @click.option("--seconds", default=10.0, show_default=True, help="how long the writer runs")
 @click.option("--poll-us", default=200.0, show_default=True, help="reader sleep when no frame is waiting")
+@click.option("--burst", is_flag=True, help="every call's frame due at the same instant (worst case)")
 @click.option("--shm-dir", default="/dev/shm", show_default=True, help="where the rings go")
 @click.option("--json", "json_path", default="bench-results/ipc.json", show_default=True, help="JSON output file")
-def bench_ipc(calls: int, seconds: float, poll_us: float, shm_dir: str, json_path: str) -> None:
+def bench_ipc(calls: int, seconds: float, poll_us: float, burst: bool, shm_dir: str, json_path: str) -> None:
     """Audio ring throughput and writer→reader latency: one writer, one reader process, N rings."""
     from ..bench import ipc
 
     click.echo(f"bench ipc: {calls} rings, {seconds:g} s, one writer and one reader process ...")
-    result = ipc.run(calls=calls, seconds=seconds, shm_dir=shm_dir, poll_us=poll_us)
+    result = ipc.run(calls=calls, seconds=seconds, shm_dir=shm_dir, poll_us=poll_us, burst=burst)
     click.echo(ipc.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")

@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -101,19 +101,21 @@ def create_ring(shm_dir: str | os.PathLike, call_id: str, direction: str, *, sec
     return path
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One 20 ms frame. ``pcm`` is a read-only view into shared memory, not a copy."""
+class Frame(NamedTuple):
+    """One 20 ms frame. ``pcm`` is a read-only view into shared memory, not a copy.
+
+    A tuple rather than a dataclass: a reader builds 10 000 of these a second at 200 calls.
+    """
 
     seq: int
     capture_ns: int
     pcm: np.ndarray
-    _meta: memoryview
-    _slot: int
+    slot_meta: memoryview
+    slot: int
 
     def valid(self) -> bool:
         """Still the frame that was read (the writer has not lapped it since)."""
-        return self._meta[2 * self._slot] == self.seq
+        return self.slot_meta[2 * self.slot] == self.seq
 
 
 class _Mapping:

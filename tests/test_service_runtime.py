@@ -150,7 +150,26 @@ def test_garbage_on_the_control_socket_does_not_hurt_a_running_service(sandbox):
 
 
 def _ready(sandbox):
+    return _ready_named(sandbox, "asrd")
+
+
+def test_sipd_owns_the_rings_and_sweeps_a_crashed_runs_leftovers_at_start(sandbox):
+    shm = sandbox["shm_dir"]
+    crashed = spawn("-c", f"from appliance.ipc import create_ring; create_ring({shm!r}, 'ghost', 'in')")
+    crashed.communicate(timeout=20)
+    assert os.listdir(shm) == ["appliance-ghost-in"]
+    proc = start_service(sandbox, name="sipd")
     try:
-        return status_of(sandbox, timeout=0.3).state == "ready"
+        wait_for(lambda: _ready_named(sandbox, "sipd"), what="sipd ready")
+        assert os.listdir(shm) == []
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "removed stale ring" in err and "appliance-ghost-in" in err
+
+
+def _ready_named(sandbox, name):
+    try:
+        return status_of(sandbox, name, timeout=0.3).state == "ready"
     except Exception:
         return False

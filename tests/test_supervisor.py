@@ -102,3 +102,16 @@ def test_rings_lists_live_and_stale_rings_and_cleans_only_stale(sandbox):
     assert r.stdout.splitlines()[-1] == "removed 1 stale ring(s)"
     assert sorted(os.listdir(shm)) == ["appliance-live1-in"]
     live.close()
+
+
+def test_restart_delay_doubles_per_crash_and_is_capped():
+    from appliance.config import parse
+    from appliance.runtime.supervisor import Child, Supervisor
+
+    sup = Supervisor(parse("[supervisor]\nrestart_min = 0.5\nrestart_max = 3.0\n"), None)
+    child = Child("asrd", [])
+    delays = []
+    for crashes in range(1, 7):
+        child.crashes_in_a_row = crashes
+        delays.append(sup.backoff(child))
+    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]

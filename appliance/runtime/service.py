@@ -23,6 +23,7 @@ from .. import __version__
 from ..bus import ControlServer, Publisher, endpoints
 from ..bus.messages import ServiceReady, ServiceStatus, ServiceStopping, StatusRequest
 from ..config import Config, ConfigError, load
+from ..ipc import sweep_stale
 from . import logs
 from .notify import Notifier
 
@@ -66,9 +67,18 @@ def acquire_instance_lock(run_dir: Path, name: str) -> int:
     return fd
 
 
+def sweep_stale_rings(config: Config) -> None:
+    """Remove rings a crashed run left behind (done by the rings' owner, sipd, at start)."""
+    shm = Path(config.paths.shm_dir)
+    shm.mkdir(parents=True, exist_ok=True)
+    for info in sweep_stale(shm):
+        log.warning("removed stale ring %s left by a crashed run (%s)", info.path, info.error or "no live owner")
+
+
 class ServiceRuntime:
-    def __init__(self, name: str, config: Config, component: Component | None = None):
+    def __init__(self, name: str, config: Config, component: Component | None = None, *, owns_rings: bool = False):
         self.name = name
+        self.owns_rings = owns_rings
         self.config = config
         self.component = component
         self.notifier = Notifier()
@@ -98,6 +108,8 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP ignored: restart the service to apply config"))
+        if self.owns_rings:
+            sweep_stale_rings(self.config)
         self.ctx = zmq.asyncio.Context()
         tasks: list[asyncio.Task] = []
         try:
@@ -144,7 +156,8 @@ class ServiceRuntime:
             await asyncio.sleep(interval)
 
 
-def run_service(name: str, component_factory: Callable[[Config], Component] | None = None, argv=None) -> None:
+def run_service(name: str, component_factory: Callable[[Config], Component] | None = None, argv=None,
+                *, owns_rings: bool = False) -> None:
     """A service process's whole ``main``: parse args, load config, run until stopped."""
     parser = argparse.ArgumentParser(prog=f"appliance-{name}", description=f"appliance {name} service")
     parser.add_argument("--config", help="config file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -157,7 +170,7 @@ def run_service(name: str, component_factory: Callable[[Config], Component] | No
     logs.setup(name, config.log.level)
     component = component_factory(config) if component_factory else None
     try:
-        code = asyncio.run(ServiceRuntime(name, config, component).run())
+        code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings).run())
     except AlreadyRunning as exc:
         log.error("%s", exc)
         code = 1

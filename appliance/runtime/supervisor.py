@@ -22,8 +22,7 @@ import zmq.asyncio
 from ..bus import ControlServer, endpoints
 from ..bus.messages import StatusRequest, SupervisorStatus
 from ..config import Config
-from ..ipc import sweep_stale
-from .service import acquire_instance_lock, make_run_dir
+from .service import acquire_instance_lock, make_run_dir, sweep_stale_rings
 
 log = logging.getLogger("appliance.supervisor")
 
@@ -78,9 +77,7 @@ class Supervisor:
     async def run(self) -> int:
         run_dir = make_run_dir(self.config)
         lock_fd = acquire_instance_lock(run_dir, "supervisor")
-        Path(self.config.paths.shm_dir).mkdir(parents=True, exist_ok=True)
-        for info in sweep_stale(self.config.paths.shm_dir):
-            log.warning("removed stale ring %s left by a crashed run (%s)", info.path, info.error or "no live owner")
+        sweep_stale_rings(self.config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)

@@ -8,7 +8,7 @@ from ..runtime.service import run_service
 
 
 def main(argv=None) -> None:
-    run_service("sipd", argv=argv)
+    run_service("sipd", argv=argv, owns_rings=True)  # sipd creates every call's rings
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ ensure_venv() {
     local py extras stamp want
     py="$(pick_python)"
     extras="${APPLIANCE_EXTRAS:-test}"
+    # systemd-python compiles against Python.h: Debian's own python3 needs python3-dev for it
+    if ! "$py" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+        apt_install_missing python3-dev
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         if ! "$py" -m venv "$VENV" 2>/dev/null; then
             rm -rf "$VENV"

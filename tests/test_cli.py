@@ -51,3 +51,17 @@ def test_bench_ipc_moves_every_frame_intact_and_writes_json(tmp_path, shm_dir):
     assert result["latency_us"]["n"] == result["frames_read"]
     assert set(result["latency_us"]) == {"n", "p50", "p95", "p99", "max", "mean"}
     assert "latency p50 / p95 / p99" in r.stdout and f"wrote {out}" in r.stdout
+
+
+def test_a_run_dir_that_cannot_be_created_is_a_clear_error_not_a_traceback(sandbox):
+    blocker = sandbox["root"] / "file"
+    blocker.write_text("")
+    cfg = sandbox["config"].read_text().replace(f'run_dir = "{sandbox["run_dir"]}"', f'run_dir = "{blocker}/run"')
+    sandbox["config"].write_text(cfg)
+    r = ctl("--config", str(sandbox["config"]), "up", timeout=30)
+    assert r.returncode == 1
+    assert f"cannot create paths.run_dir {blocker}/run: Not a directory (set paths.run_dir in the config)" in r.stderr
+    assert "Traceback" not in r.stderr
+    svc = subprocess.run([sys.executable, "-m", "appliance.services.sipd", "--config", str(sandbox["config"])],
+                         capture_output=True, text=True, timeout=30)
+    assert svc.returncode == 1 and "cannot create paths.run_dir" in svc.stderr and "Traceback" not in svc.stderr

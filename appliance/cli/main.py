@@ -57,7 +57,7 @@ def config_check(ctx: click.Context, file: str | None) -> None:
 def up(ctx: click.Context) -> None:
     """Run all enabled services in the foreground, restarting any that dies; Ctrl-C stops them."""
     from ..runtime import logs
-    from ..runtime.service import AlreadyRunning
+    from ..runtime.service import StartupError
     from ..runtime.supervisor import Supervisor
 
     config = _load(ctx)
@@ -65,7 +65,7 @@ def up(ctx: click.Context) -> None:
     path = ctx.obj["config"] or os.environ.get("APPLIANCE_CONFIG")
     try:
         sys.exit(asyncio.run(Supervisor(config, str(Path(path).resolve()) if path else None).run()))
-    except AlreadyRunning as exc:
+    except StartupError as exc:
         click.echo(f"appliancectl up: {exc}", err=True)
         sys.exit(1)
 

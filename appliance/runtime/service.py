@@ -42,14 +42,25 @@ class Component(Protocol):
     def status(self) -> dict[str, str | int | float | bool]: ...
 
 
-class AlreadyRunning(RuntimeError):
+class StartupError(RuntimeError):
+    """The process cannot start here (already running, a directory it cannot create): says why."""
+
+
+class AlreadyRunning(StartupError):
     pass
 
 
+def make_dir(key: str, value: str) -> Path:
+    path = Path(value)
+    try:
+        path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create {key} {value}: {exc.strerror} (set {key} in the config)") from None
+    return path
+
+
 def make_run_dir(config: Config) -> Path:
-    run_dir = Path(config.paths.run_dir)
-    run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    return run_dir
+    return make_dir("paths.run_dir", config.paths.run_dir)
 
 
 def acquire_instance_lock(run_dir: Path, name: str) -> int:
@@ -69,8 +80,7 @@ def acquire_instance_lock(run_dir: Path, name: str) -> int:
 
 def sweep_stale_rings(config: Config) -> None:
     """Remove rings a crashed run left behind (done by the rings' owner, sipd, at start)."""
-    shm = Path(config.paths.shm_dir)
-    shm.mkdir(parents=True, exist_ok=True)
+    shm = make_dir("paths.shm_dir", config.paths.shm_dir)
     for info in sweep_stale(shm):
         log.warning("removed stale ring %s left by a crashed run (%s)", info.path, info.error or "no live owner")
 
@@ -171,7 +181,7 @@ def run_service(name: str, component_factory: Callable[[Config], Component] | No
     component = component_factory(config) if component_factory else None
     try:
         code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings).run())
-    except AlreadyRunning as exc:
+    except StartupError as exc:
         log.error("%s", exc)
         code = 1
     sys.exit(code)

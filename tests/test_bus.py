@@ -88,6 +88,10 @@ def test_every_message_type_is_registered_once_with_a_kind():
     (json.dumps({"type": "call.dtmf", "v": SCHEMA_VERSION, "digit": "1", "duration_ms": True}).encode(), "duration_ms"),
     (json.dumps({"type": "call.ended", "v": SCHEMA_VERSION, "reason": "x", "evil": 1}).encode(), "unknown field(s) evil"),
     (b"{" + b'"a":1,' * 20000 + b'"b":2}', "exceeds"),
+    (b'{"type":"call.ended","v":1,"reason":"x","n":' + b"9" * 5000 + b"}", "not JSON"),  # int too long
+    (b"[" * 30000 + b"]" * 30000, "not JSON"),  # nesting deep enough to blow the recursion limit
+    (json.dumps({"type": "call.ended", "v": True, "reason": "x"}).encode(), "schema version True"),
+    (json.dumps({"type": "call.ended", "v": 1.0, "reason": "x"}).encode(), "schema version 1.0"),
 ])
 def test_malformed_payloads_are_rejected_with_the_reason(payload, reason):
     with pytest.raises(MalformedMessage, match=reason.replace("(", r"\(").replace(")", r"\)")):
@@ -148,6 +152,7 @@ def test_control_round_trip_errors_and_deadlines(run_dir):
         server.on(PlayFlush, flush)
         server.on(Transfer, broken)
         server.on(Hangup, lambda m: asyncio.sleep(10))  # a handler that hangs
+        server.on(Dtmf, lambda m: None)  # a buggy handler that forgets to answer
         serving = asyncio.create_task(server.serve())
         client = ControlClient(ctx, ep)
 
@@ -159,6 +164,8 @@ def test_control_round_trip_errors_and_deadlines(run_dir):
             await client.request(StatusRequest(), timeout=5)
         with pytest.raises(BusTimeout, match="no reply to ctl.hangup"):
             await client.request(Hangup(call_id="c9"), timeout=0.3)
+        with pytest.raises(RemoteError, match="handler returned NoneType, not a reply message"):
+            await client.request(Dtmf(call_id="c9", digit="1", duration_ms=100), timeout=5)
 
         # a malformed request gets an error reply; a bad envelope is dropped; the server lives on
         raw = ctx.socket(zmq.DEALER)
@@ -195,6 +202,33 @@ def test_request_to_a_service_that_is_down_times_out_and_is_not_delivered_later(
         client.close()
         serving.cancel()
         server.close()
+        ctx.term()
+
+    asyncio.run(scenario())
+
+
+def test_a_malformed_reply_fails_one_request_and_the_client_keeps_working(run_dir):
+    async def scenario():
+        ctx = zmq.asyncio.Context()
+        ep = endpoints.control(run_dir, "agentd")
+        rogue = ctx.socket(zmq.ROUTER)  # answers the first request with a hostile payload
+        rogue.bind(ep)
+        client = ControlClient(ctx, ep)
+
+        async def serve_rogue():
+            for n in range(2):
+                peer, empty, rid, _ = await rogue.recv_multipart()
+                body = b"[" * 30000 if n == 0 else encode(Ok(detail="fine"))[1]
+                await rogue.send_multipart([peer, empty, rid, body])
+
+        serving = asyncio.create_task(serve_rogue())
+        with pytest.raises(RemoteError, match="malformed reply"):
+            await client.request(PlayFlush(call_id="x"), timeout=5)
+        reply = await client.request(PlayFlush(call_id="x"), timeout=5)
+        assert isinstance(reply, Ok) and reply.detail == "fine"
+        await serving
+        client.close()
+        rogue.close()
         ctx.term()
 
     asyncio.run(scenario())

@@ -46,6 +46,9 @@ def test_values_are_typed():
     ('[paths]\nrun_dir = "/' + "x" * 100 + '"\n', "is too long for a unix socket path (at most 92 bytes)"),
     ("[supervisor]\nrestart_min = 5.0\nrestart_max = 1.0\n",
      "supervisor.restart_max: 1.0 is below supervisor.restart_min (5.0); it must be at least that"),
+    ("[audio]\nring_seconds = nan\n", "audio.ring_seconds: nan is not allowed (a finite number is required)"),
+    ("[services]\nstop_timeout = inf\n", "services.stop_timeout: inf is not allowed (a finite number is required)"),
+    ('[paths]\nrun_dir = "/run/a\\u0000b"\n', "paths.run_dir: must not contain a NUL character"),
     ("[sip\n", "not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 5)"),
 ])
 def test_each_error_names_key_value_and_what_is_allowed(text, expected):

@@ -179,3 +179,41 @@ def test_unreadable_rings_give_clear_errors(shm_dir):
         f.truncate(4096)
     with pytest.raises(RingError, match="does not match its header"):
         RingReader(shm_dir, "cut", "in")
+
+
+def test_writer_exclusivity_holds_within_one_process_too(shm_dir):
+    w = RingWriter.create(shm_dir, "twice", "in", seconds=1)
+    with pytest.raises(RingError, match=f"already has a live writer \\(pid {os.getpid()}\\)"):
+        RingWriter.attach(shm_dir, "twice", "in")
+    w.close(end_of_stream=False)  # detached, call still on: a successor may attach
+    RingWriter.attach(shm_dir, "twice", "in").close()
+
+
+def test_a_writer_failing_inside_with_detaches_without_ending_the_call(shm_dir):
+    create_ring(shm_dir, "oops", "out", seconds=1)
+    with pytest.raises(ZeroDivisionError):
+        with RingWriter.attach(shm_dir, "oops", "out") as w:
+            w.write(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+            1 / 0
+    with RingReader(shm_dir, "oops", "out") as r:
+        assert r.writer_state() == "none"
+    with RingWriter.attach(shm_dir, "oops", "out") as successor:
+        assert successor.write(np.zeros(FRAME_SAMPLES, dtype=np.int16)) == 1
+    with pytest.raises(RingError, match="closed by its writer: the call has ended"):
+        RingWriter.attach(shm_dir, "oops", "out")
+
+
+def test_sweep_skips_what_is_not_a_ring_file(shm_dir):
+    Path(shm_dir, "appliance-adir-in").mkdir()
+    assert inspect(shm_dir) == [] and sweep_stale(shm_dir) == []
+    assert Path(shm_dir, "appliance-adir-in").is_dir()
+
+
+def test_frame_of_a_closed_reader_is_reported_invalid_not_an_error(shm_dir):
+    w = RingWriter.create(shm_dir, "gone", "in", seconds=1)
+    w.write(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+    r = RingReader(shm_dir, "gone", "in")
+    f = r.read()
+    r.close()
+    assert f.valid() is False
+    w.close()

@@ -75,7 +75,8 @@ def _reader(shm_dir: str, calls: int, seconds: float, poll_s: float, go, results
                     corrupt += 1
         sweeps += 1
         if not got:
-            open_readers = [r for r in open_readers if not (r.writer_closed() and r.available() == 0)]
+            open_readers = [r for r in open_readers
+                            if not (r.writer_state() in ("closed", "dead") and r.available() == 0)]
             time.sleep(poll_s)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     results.put(("reader", {
@@ -90,6 +91,7 @@ def run(calls: int = 200, seconds: float = 10.0, shm_dir: str = "/dev/shm", poll
     """Run the benchmark in a private directory under ``shm_dir``; returns the figures."""
     work = tempfile.mkdtemp(prefix="appliance-bench-", dir=shm_dir)
     ctx = mp.get_context("spawn")
+    procs: list = []
     try:
         for c in _call_ids(calls):
             create_ring(work, c, "in", seconds=max(2.0, seconds / 5))
@@ -106,12 +108,15 @@ def run(calls: int = 200, seconds: float = 10.0, shm_dir: str = "/dev/shm", poll
         for _ in procs:
             _, figures = results.get(timeout=seconds + 60)
             out.update(figures)
-        for p in procs:
-            p.join(10)
         fps = out["frames_read"] / out["wall_s"] if out["wall_s"] else 0.0
         return {"bench": "ipc", "calls": calls, "seconds": seconds, "poll_us": poll_us,
                 "arrival": "burst" if burst else "spread", "cpus": os.cpu_count(), "frames_per_s": fps, **out}
     finally:
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
         shutil.rmtree(work, ignore_errors=True)
 
 

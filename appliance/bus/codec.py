@@ -30,12 +30,12 @@ def decode_payload(payload: bytes) -> Message:
         raise MalformedMessage(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedMessage(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, 4300+ digit ints, deep nesting
+        raise MalformedMessage(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(body, dict):
         raise MalformedMessage("not a JSON object")
     type_name, version = body.pop("type", None), body.pop("v", None)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise MalformedMessage(f"schema version {version!r}, this build speaks {SCHEMA_VERSION}")
     cls = REGISTRY.get(type_name) if isinstance(type_name, str) else None
     if cls is None:

@@ -80,6 +80,8 @@ class ControlServer:
             result = handler(msg)
             if inspect.isawaitable(result):
                 result = await result
+            if not isinstance(result, Message):
+                raise TypeError(f"handler returned {type(result).__name__}, not a reply message")
             return result
         except Exception as exc:  # a handler bug answers an error, it does not kill the loop
             log.exception("handler for %s failed", msg.TYPE, extra={"call_id": msg.call_id})
@@ -109,7 +111,7 @@ class ControlClient:
 
     async def request(self, msg: Message, timeout: float = 1.0) -> Message:
         """The reply to ``msg``; raises BusTimeout past ``timeout`` s, RemoteError on Error."""
-        if self._reader is None:
+        if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read())
         self._next += 1
         request_id = f"{self._prefix}-{self._next}".encode()

@@ -6,6 +6,7 @@ person reading it is an admin at a console, not the author of this code.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import typing
@@ -108,6 +109,12 @@ def _check(dotted: str, value, hint, meta, problems: list[str]):
             problems.append(f"{dotted}: {_show(bad[0])} is not one of {', '.join(allowed)}")
             return MISSING
         return list(value)
+    if hint is float and not math.isfinite(value):
+        problems.append(f"{dotted}: {_show(value)} is not allowed (a finite number is required)")
+        return MISSING
+    if isinstance(value, str) and "\0" in value:
+        problems.append(f"{dotted}: must not contain a NUL character")
+        return MISSING
     choices = meta.get("choices")
     if choices and value not in choices:
         problems.append(f"{dotted}: {_show(value)} is not one of {', '.join(choices)}")

@@ -19,6 +19,8 @@ the writer laps it, ``slots - GUARD`` frames later (10 s by default): consume or
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import mmap
 import os
 import re
@@ -30,6 +32,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from . import procid
+
+log = logging.getLogger("appliance.ipc")
 
 MAGIC = 0x41504C52494E4731  # "APLRING1"
 VERSION = 1
@@ -114,8 +118,12 @@ class Frame(NamedTuple):
     slot: int
 
     def valid(self) -> bool:
-        """Still the frame that was read (the writer has not lapped it since)."""
-        return self.slot_meta[2 * self.slot] == self.seq
+        """Still the frame that was read (the writer has not lapped it since, and the reader
+        that produced it is still open)."""
+        try:
+            return self.slot_meta[2 * self.slot] == self.seq
+        except ValueError:  # the reader was closed: its views are released
+            return False
 
 
 class _Mapping:
@@ -171,8 +179,9 @@ class _Mapping:
 class RingWriter:
     """The single writer of a ring. Create it (sipd, per call) or take over a dead writer's."""
 
-    def __init__(self, mapping: _Mapping):
+    def __init__(self, mapping: _Mapping, lock_fd: int):
         self._m = mapping
+        self._lock_fd = lock_fd
         self.path = mapping.path
         self.slots = mapping.slots
         self._seq = mapping.header[_WRITE_SEQ]
@@ -191,12 +200,31 @@ class RingWriter:
         """Become the writer of an existing ring (ttsd on a call's out ring, or a restarted
         ttsd re-attaching to a live call). Refuses while another writer is alive: two writers
         would corrupt the ring. Numbering continues where the dead writer stopped."""
-        m = _Mapping(ring_path(shm_dir, call_id, direction), writable=True)
-        wpid, wstart = m.header[_WRITER_PID], m.header[_WRITER_START]
-        if wpid != os.getpid() and procid.alive(wpid, wstart):
+        path = ring_path(shm_dir, call_id, direction)
+        # The writer holds an exclusive flock on the ring file while attached: the kernel drops
+        # it when the writer dies, so "is there a live writer" has no race and no PID reuse.
+        try:
+            lock_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise RingError(f"ring {path} does not exist") from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            m = _Mapping(path, writable=False)
+            wpid = m.header[_WRITER_PID]
             m.close()
-            raise RingError(f"ring {m.path} already has a live writer (pid {wpid})")
-        return cls(m)
+            raise RingError(f"ring {path} already has a live writer (pid {wpid})") from None
+        try:
+            m = _Mapping(path, writable=True)
+        except RingError:
+            os.close(lock_fd)
+            raise
+        if m.header[_CLOSED] == 1:
+            m.close()
+            os.close(lock_fd)
+            raise RingError(f"ring {path} was closed by its writer: the call has ended")
+        return cls(m, lock_fd)
 
     @property
     def seq(self) -> int:
@@ -233,6 +261,7 @@ class RingWriter:
             self._m.header[_CLOSED] = 1
         self._m.header[_WRITER_PID] = 0
         self._m.close()
+        os.close(self._lock_fd)
 
     def unlink(self) -> None:
         """Remove the ring file (the owner, when the call is over). Readers' maps stay valid."""
@@ -241,8 +270,9 @@ class RingWriter:
     def __enter__(self) -> "RingWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        # Leaving on an exception detaches without ending the call: a successor may take over.
+        self.close(end_of_stream=exc_type is None)
 
 
 class RingReader:
@@ -350,7 +380,7 @@ def inspect(shm_dir: str | os.PathLike) -> list[RingInfo]:
     out = []
     for path in sorted(Path(shm_dir).glob("appliance-*")):
         m = _RING_NAME.match(path.name)
-        if not m:
+        if not m or not path.is_file() or path.is_symlink():
             continue
         try:
             mp = _Mapping(path, writable=False)
@@ -377,11 +407,20 @@ def sweep_stale(shm_dir: str | os.PathLike) -> list[RingInfo]:
     """
     removed = []
     for info in inspect(shm_dir):
-        if info.stale:
-            info.path.unlink(missing_ok=True)
+        if info.stale and _unlink(info.path):
             removed.append(info)
     for tmp in Path(shm_dir).glob(".appliance-*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
         if not (pid.isdigit() and procid.start_time(int(pid))):
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
     return removed
+
+
+def _unlink(path: Path) -> bool:
+    """Remove one leftover; one that cannot be removed is reported, never fatal to startup."""
+    try:
+        path.unlink(missing_ok=True)
+        return True
+    except OSError as exc:
+        log.warning("cannot remove stale ring %s: %s", path, exc.strerror)
+        return False

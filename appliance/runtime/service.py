@@ -66,7 +66,10 @@ def make_run_dir(config: Config) -> Path:
 def acquire_instance_lock(run_dir: Path, name: str) -> int:
     """One instance per service name: a second sipd would steal the first one's sockets."""
     path = run_dir / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise StartupError(f"cannot open lock {path}: {exc.strerror} (is paths.run_dir writable by this user?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -44,7 +44,8 @@ class Child:
     crashes_in_a_row: int = 0
     last_exit: str = ""
     state: str = "stopped"  # running | backoff | stopped
-    waiter: asyncio.Task | None = field(default=None, repr=False)
+    watcher: asyncio.Task | None = field(default=None, repr=False)  # waits for the process to exit
+    restarter: asyncio.Task | None = field(default=None, repr=False)  # backoff delay, then start
 
     def describe(self) -> dict[str, str | int | float]:
         running = self.proc is not None and self.proc.returncode is None
@@ -102,16 +103,21 @@ class Supervisor:
         if self.stopping.is_set():
             return
         try:
-            child.proc = await asyncio.create_subprocess_exec(*child.argv)
+            proc = await asyncio.create_subprocess_exec(*child.argv)
         except OSError as exc:
             child.last_exit = f"could not start: {exc}"
             log.error("%s could not start: %s", child.name, exc)
             self._schedule_restart(child)
             return
+        if self.stopping.is_set():  # Ctrl-C arrived while it was being spawned
+            proc.terminate()
+            await proc.wait()
+            return
+        child.proc = proc
         child.started_at = time.monotonic()
         child.state = "running"
         log.info("started %s pid=%d", child.name, child.proc.pid)
-        child.waiter = asyncio.create_task(self._watch(child))
+        child.watcher = asyncio.create_task(self._watch(child))
 
     async def _watch(self, child: Child) -> None:
         code = await child.proc.wait()
@@ -136,9 +142,12 @@ class Supervisor:
                 child.restarts += 1
                 await self._start(child)
 
-        child.waiter = asyncio.create_task(later())
+        child.restarter = asyncio.create_task(later())
 
     async def _stop_all(self) -> None:
+        # Pending restarts see `stopping` and end; one caught mid-spawn terminates its own child.
+        # Only then is the set of live children final.
+        await asyncio.gather(*(c.restarter for c in self.children if c.restarter), return_exceptions=True)
         live = [c for c in self.children if c.proc is not None and c.proc.returncode is None]
         for c in live:
             c.proc.send_signal(signal.SIGTERM)
@@ -151,7 +160,6 @@ class Supervisor:
                     log.error("%s did not stop within %.1f s: SIGKILL", c.name, deadline)
                     c.proc.kill()
             await asyncio.gather(*(c.proc.wait() for c in live))
+        await asyncio.gather(*(c.watcher for c in self.children if c.watcher), return_exceptions=True)
         for c in self.children:
-            if c.waiter is not None:
-                c.waiter.cancel()
             c.state = "stopped"

@@ -62,6 +62,7 @@ def _reader(shm_dir: str, calls: int, seconds: float, poll_s: float, go, results
     go.wait()
     cpu0, t0 = time.process_time(), time.monotonic()
     open_readers = list(readers)
+    next_eos_check = next_dead_check = 0.0
     while open_readers:
         got = 0
         for r in open_readers:
@@ -75,8 +76,14 @@ def _reader(shm_dir: str, calls: int, seconds: float, poll_s: float, go, results
                     corrupt += 1
         sweeps += 1
         if not got:
-            open_readers = [r for r in open_readers
-                            if not (r.writer_state() in ("closed", "dead") and r.available() == 0)]
+            now = time.monotonic()
+            if now >= next_eos_check:  # which streams ended: every 50 ms is plenty
+                next_eos_check = now + 0.05
+                check_dead = now >= next_dead_check  # writer death reads /proc: once a second
+                if check_dead:
+                    next_dead_check = now + 1.0
+                open_readers = [r for r in open_readers if r.available() or not (
+                    r.writer_closed() or (check_dead and r.writer_state() == "dead"))]
             time.sleep(poll_s)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     results.put(("reader", {

@@ -39,4 +39,6 @@ def describe(hint) -> str:
         return names[hint]
     if typing.get_origin(hint) is list:
         return f"a list of {describe(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if typing.get_origin(hint) is dict:
+        return f"a table of {describe(typing.get_args(hint)[1]).removeprefix('a ').removeprefix('an ')}s"
     return str(hint).replace("typing.", "")

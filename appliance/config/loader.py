@@ -6,6 +6,7 @@ person reading it is an admin at a console, not the author of this code.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
@@ -146,6 +147,21 @@ def _cross_checks(config: Config) -> list[str]:
         value = getattr(config.paths, name)
         if not os.path.isabs(value):
             problems.append(f'paths.{name}: "{value}" must be an absolute path')
+    sip = config.sip
+    if sip.rtp_port_max <= sip.rtp_port_min:
+        problems.append(f"sip.rtp_port_max: {sip.rtp_port_max} must be above sip.rtp_port_min ({sip.rtp_port_min})")
+    elif (sip.rtp_port_max - sip.rtp_port_min + 1) // 2 < sip.max_calls:
+        problems.append(f"sip.rtp_port_min/rtp_port_max: {sip.rtp_port_min}-{sip.rtp_port_max} has room for "
+                        f"{(sip.rtp_port_max - sip.rtp_port_min + 1) // 2} calls, fewer than sip.max_calls ({sip.max_calls})")
+    if sip.mode == "register" and not (sip.registrar and sip.username):
+        problems.append('sip.mode: "register" needs sip.registrar and sip.username')
+    for entry in sip.allow_from:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f'sip.allow_from: "{entry}" is not an IP address or CIDR')
+    if sip.auth_realm and not sip.auth_users:
+        problems.append("sip.auth_users: must name at least one user when sip.auth_realm is set")
     if config.supervisor.restart_max < config.supervisor.restart_min:
         problems.append(
             f"supervisor.restart_max: {config.supervisor.restart_max} is below "

@@ -1,0 +1,1 @@
+"""SIP: messages, transports, transactions, dialogs, digest auth."""

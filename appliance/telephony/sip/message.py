@@ -255,7 +255,7 @@ def _parse_head(lines: list[str]) -> tuple[Message, int | None]:
         if m[3] != "2.0":
             raise SipParseError(f"SIP version {m[3]} is not supported", 505)
         if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", m[2]):
-            raise SipParseError(f"bad Request-URI {m[2][:80]!r}", 416 if ":" in m[2] else 400)
+            raise SipParseError(f"bad Request-URI {m[2][:80]!r}")
         msg = Request(method=m[1], uri=m[2])
     if len(lines) - 1 > MAX_HEADERS:
         raise SipParseError(f"more than {MAX_HEADERS} headers", 413)

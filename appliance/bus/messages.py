@@ -82,10 +82,37 @@ class CallStarted(Message):
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@event("call.answered")
+@dataclass(frozen=True, kw_only=True)
+class CallAnswered(Message):
+    """The call is up: media flows both ways through the rings."""
+
+    codec: str
+
+
+@event("call.transfer")
+@dataclass(frozen=True, kw_only=True)
+class TransferProgress(Message):
+    """Progress of a REFER we sent: 202 accepted, then the NOTIFY sipfrag statuses (100, 180,
+    200 ... or a failure like 486/603). ``final`` is set on the last one."""
+
+    status: int
+    reason: str
+    final: bool
+
+
 @event("call.ended")
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Message):
     reason: str  # "caller-hangup", "agent-hangup", "transferred", "error: ..."
+
+
+@event("call.held")
+@dataclass(frozen=True, kw_only=True)
+class CallHeld(Message):
+    """The caller's side put the call on hold (held=True) or took it off hold."""
+
+    held: bool
 
 
 @event("call.dtmf")

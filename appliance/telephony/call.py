@@ -1,0 +1,304 @@
+"""One call as sipd sees it: dialog, SDP, media session, rings, and the SIP state machine
+(answer/reject, BYE either way, CANCEL, re-INVITE for hold, session timer, REFER transfer).
+
+Everything the rest of the appliance needs to know leaves as bus events; everything it may
+ask for arrives as control messages handled by the endpoint and forwarded here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from ..bus.messages import CallAnswered, CallEnded, CallHeld, TransferProgress
+from ..runtime.logs import call_context
+from . import sdp
+from .sip.message import Request, Response, make_response
+from .sip.transaction import Reliable2xx, ServerTransaction, TransactionTimeout
+from .sip.transport import Peer
+
+if TYPE_CHECKING:
+    from .endpoint import SipEndpoint
+    from .sip.dialog import Dialog
+
+log = logging.getLogger("appliance.sipd")
+
+MIN_SE = 90  # RFC 4028 §4: the smallest session interval we accept
+
+
+def new_call_id() -> str:
+    """Our id for a call: safe in ring file names and log lines (SIP Call-IDs are neither)."""
+    return "c" + secrets.token_hex(6)
+
+
+class Call:
+    def __init__(self, endpoint: "SipEndpoint", invite: Request, peer: Peer, st: ServerTransaction,
+                 dialog: "Dialog", media, offer: sdp.SessionDescription | None):
+        self.ep = endpoint
+        self.id = new_call_id()
+        self.invite = invite
+        self.peer = peer
+        self.invite_st = st
+        self.dialog = dialog
+        self.media = media
+        self.offer = offer
+        self.negotiated: sdp.Negotiated | None = None
+        self.state = "incoming"  # incoming -> answered -> ended
+        self.started = time.monotonic()
+        self.answered_at = 0.0
+        self.reliable: Reliable2xx | None = None
+        self.session_id = secrets.randbelow(2**31)
+        self.session_version = 1
+        self.session_expires = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._answer_timer: asyncio.TimerHandle | None = None
+        self.transfer_pending = False
+        self.held = False
+
+    # -- helpers -------------------------------------------------------------------------
+    def log(self, level: int, text: str, *args) -> None:
+        log.log(level, text, *args, extra={"call_id": self.id})
+
+    def publish(self, msg) -> None:
+        self.ep.publish(msg)
+
+    def _sdp_answer(self) -> bytes:
+        ours = sdp.answer(self.offer, self.negotiated, local_address=self.ep.public_host,
+                          local_port=self.media.port, session_id=self.session_id,
+                          session_version=self.session_version)
+        return ours.serialize().encode()
+
+    def _our_offer(self, direction: str = "sendrecv") -> bytes:
+        return sdp.offer(local_address=self.ep.public_host, local_port=self.media.port,
+                         session_id=self.session_id, session_version=self.session_version,
+                         codecs=self.ep.codecs, direction=direction).serialize().encode()
+
+    # -- answering -------------------------------------------------------------------------
+    def ring(self, answer_timeout: float) -> None:
+        self.invite_st.respond(make_response(self.invite, 180, to_tag=self.dialog.local_tag,
+                                             headers=[("Contact", self.dialog.local_contact)]))
+        self._answer_timer = self.ep.loop.call_later(answer_timeout, self._unanswered)
+
+    def _unanswered(self) -> None:
+        if self.state == "incoming":
+            self.log(logging.WARNING, "not answered in time: 480")
+            self.reject(480, "Temporarily Unavailable")
+
+    def answer(self) -> None:
+        if self.state != "incoming":
+            raise RuntimeError(f"call is {self.state}, cannot answer")
+        if self._answer_timer:
+            self._answer_timer.cancel()
+        headers = [("Contact", self.dialog.local_contact), ("Allow", self.ep.allow),
+                   ("Supported", "timer, replaces"), ("Content-Type", "application/sdp")]
+        self._session_timer_headers(self.invite, headers)
+        body = self._sdp_answer() if self.offer is not None else self._our_offer()
+        resp = make_response(self.invite, 200, to_tag=self.dialog.local_tag, headers=headers, body=body)
+        self.invite_st.respond(resp)
+        self.reliable = Reliable2xx(self.ep.layer, resp, self.peer)
+        self.state = "answered"
+        self.answered_at = time.monotonic()
+        self.ep.loop.create_task(self._await_ack())
+        if self.negotiated is not None:
+            self._start_media()
+
+    def _start_media(self) -> None:
+        self.media.start(self.negotiated)
+        self.publish(CallAnswered(call_id=self.id, codec=self.negotiated.codec.name))
+        self.log(logging.INFO, "answered: %s to %s:%d", self.negotiated.codec.name,
+                 self.negotiated.remote_address, self.negotiated.remote_port)
+
+    async def _await_ack(self) -> None:
+        acked = await self.reliable.acked
+        if not acked and self.state == "answered":
+            self.log(logging.WARNING, "no ACK for our 200 within 64*T1: ending the call")
+            self.hangup("error: no ACK")
+
+    def on_ack(self, ack: Request) -> None:
+        if self.reliable is not None:
+            self.reliable.ack()
+        if self.negotiated is None and ack.body and self.state == "answered":  # delayed offer
+            try:
+                self.negotiated = sdp.negotiate(sdp.parse(ack.body), self.ep.codecs)
+            except sdp.SdpError as exc:
+                self.log(logging.WARNING, "unusable SDP in ACK (%s): ending the call", exc)
+                self.hangup("error: no usable media")
+                return
+            self._start_media()
+
+    def reject(self, status: int, reason: str | None = None) -> None:
+        if self.state != "incoming":
+            raise RuntimeError(f"call is {self.state}, cannot reject")
+        self.invite_st.respond(make_response(self.invite, status, reason, to_tag=self.dialog.local_tag))
+        self.end(f"rejected: {status}")
+
+    # -- session timer (RFC 4028) -----------------------------------------------------------
+    def _session_timer_headers(self, req: Request, headers: list) -> None:
+        raw = req.headers.get("Session-Expires")
+        if raw is None:
+            return
+        interval = int(raw.split(";")[0].strip())
+        self.session_expires = interval
+        headers.append(("Session-Expires", f"{interval};refresher=uac"))
+        if "timer" in ",".join(req.headers.get_all("Supported")).replace(" ", "").split(","):
+            headers.append(("Require", "timer"))
+        self._arm_session_timer()
+
+    def _arm_session_timer(self) -> None:
+        if self._expiry:
+            self._expiry.cancel()
+        if self.session_expires:
+            # RFC 4028 §10: without a refresh by the interval minus min(32, interval/3), end it
+            grace = self.session_expires - min(32, self.session_expires / 3)
+            self._expiry = self.ep.loop.call_later(grace, self._session_expired)
+
+    def _session_expired(self) -> None:
+        self.log(logging.WARNING, "session timer expired without a refresh: ending the call")
+        self.hangup("error: session expired")
+
+    # -- requests from the peer inside the dialog -------------------------------------------
+    def on_request(self, req: Request, st: ServerTransaction) -> None:
+        method = req.method
+        if not self.dialog.accepts(req):
+            st.respond(make_response(req, 500, "Out Of Order CSeq"))
+            return
+        if method == "BYE":
+            st.respond(make_response(req, 200))
+            self.end("caller-hangup")
+        elif method == "INVITE":
+            self._reinvite(req, st)
+        elif method == "UPDATE":
+            self._arm_session_timer()
+            st.respond(make_response(req, 200, headers=[("Contact", self.dialog.local_contact)]))
+        elif method == "NOTIFY":
+            self._notify(req, st)
+        elif method in ("INFO", "PRACK", "OPTIONS"):
+            st.respond(make_response(req, 200))
+            if method == "INFO":
+                self.media.on_sip_info(req.headers.get("Content-Type") or "", req.body)
+        else:
+            st.respond(make_response(req, 405, headers=[("Allow", self.ep.allow)]))
+
+    def _reinvite(self, req: Request, st: ServerTransaction) -> None:
+        if self.state != "answered":
+            st.respond(make_response(req, 491))
+            return
+        headers = [("Contact", self.dialog.local_contact), ("Content-Type", "application/sdp")]
+        if req.body:
+            try:
+                offer = sdp.parse(req.body)
+                neg = sdp.negotiate(offer, self.ep.codecs)
+            except sdp.NoCommonCodec:
+                st.respond(make_response(req, 488))
+                return
+            except sdp.SdpError as exc:
+                st.respond(make_response(req, 400, f"Bad SDP: {exc}"[:80]))
+                return
+            self.offer, self.negotiated = offer, neg
+            self.session_version += 1
+            body = self._sdp_answer()
+            self.media.update(neg)
+            if neg.on_hold != self.held:
+                self.held = neg.on_hold
+                self.publish(CallHeld(call_id=self.id, held=self.held))
+                self.log(logging.INFO, "caller %s hold", "put the call on" if self.held else "took the call off")
+        else:
+            body = self._our_offer()
+        self._session_timer_headers(req, headers)
+        if not req.headers.get("Session-Expires"):
+            self._arm_session_timer()
+        resp = make_response(req, 200, headers=headers, body=body)
+        st.respond(resp)
+        self.reliable = Reliable2xx(self.ep.layer, resp, st.peer)
+
+    # -- ending ------------------------------------------------------------------------------
+    def on_cancel(self) -> None:
+        if self.state == "incoming":
+            self.invite_st.respond(make_response(self.invite, 487, to_tag=self.dialog.local_tag))
+            self.end("caller-cancelled")
+
+    def hangup(self, reason: str = "agent-hangup") -> None:
+        if self.state == "incoming":
+            self.reject(603 if reason == "agent-hangup" else 480)
+            return
+        if self.state != "answered":
+            return
+        self.state = "ending"
+        bye = self.dialog.request("BYE")
+        ct = self.ep.layer.request(bye, self.dialog.next_peer())
+        self.ep.loop.create_task(self._after_bye(ct, reason))
+
+    async def _after_bye(self, ct, reason: str) -> None:
+        try:
+            resp = await ct.final
+            if resp.status >= 300:
+                self.log(logging.INFO, "BYE answered %d", resp.status)
+        except TransactionTimeout:
+            self.log(logging.WARNING, "no answer to BYE; ending anyway")
+        self.end(reason)
+
+    def end(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        for h in (self._expiry, self._answer_timer):
+            if h:
+                h.cancel()
+        with call_context(self.id):
+            self.media.close()
+            self.ep.forget(self)
+            self.publish(CallEnded(call_id=self.id, reason=reason))
+            self.log(logging.INFO, "ended: %s after %.1f s", reason, time.monotonic() - self.started)
+
+    # -- transfer (RFC 3515 REFER, RFC 5589 call transfer, RFC 3891 Replaces) ------------------
+    def transfer(self, target: str, replaces: str = "") -> None:
+        if self.state != "answered":
+            raise RuntimeError(f"call is {self.state}, cannot transfer")
+        if self.transfer_pending:
+            raise RuntimeError("a transfer is already in progress")
+        refer_to = f"<{target}>"
+        if replaces:
+            other = self.ep.calls.get(replaces)
+            if other is None:
+                raise RuntimeError(f"no call {replaces} to replace")
+            d = other.dialog
+            from urllib.parse import quote
+
+            value = quote(f"{d.call_id};to-tag={d.remote_tag};from-tag={d.local_tag}", safe="")
+            refer_to = f"<{target}?Replaces={value}>"
+        refer = self.dialog.request("REFER", headers=[("Refer-To", refer_to),
+                                                      ("Referred-By", f"<{self.dialog.local_contact.strip('<>')}>")])
+        self.transfer_pending = True
+        ct = self.ep.layer.request(refer, self.dialog.next_peer())
+        self.ep.loop.create_task(self._after_refer(ct))
+
+    async def _after_refer(self, ct) -> None:
+        try:
+            resp = await ct.final
+        except TransactionTimeout:
+            resp = Response(status=408, reason="Request Timeout")
+        final = resp.status >= 300
+        self.publish(TransferProgress(call_id=self.id, status=resp.status, reason=resp.reason, final=final))
+        if final:
+            self.transfer_pending = False
+            self.log(logging.WARNING, "transfer refused: %d %s", resp.status, resp.reason)
+
+    def _notify(self, req: Request, st: ServerTransaction) -> None:
+        st.respond(make_response(req, 200))
+        event = (req.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer" or not self.transfer_pending:
+            return
+        line = req.body.decode("utf-8", "replace").strip().split("\r\n")[0].split("\n")[0]
+        parts = line.split(" ", 2)
+        status = int(parts[1]) if len(parts) >= 2 and parts[0] == "SIP/2.0" and parts[1].isdigit() else 0
+        reason = parts[2] if len(parts) == 3 else ""
+        final = status >= 200 or "terminated" in (req.headers.get("Subscription-State") or "")
+        self.publish(TransferProgress(call_id=self.id, status=status, reason=reason, final=final))
+        self.log(logging.INFO, "transfer progress: %d %s", status, reason)
+        if final:
+            self.transfer_pending = False
+            if 200 <= status < 300:
+                self.hangup("transferred")  # RFC 5589 §6.1: the transferor leaves

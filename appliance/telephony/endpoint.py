@@ -1,0 +1,284 @@
+"""sipd's component: the SIP endpoint that PBXs and gateways call.
+
+Routes each request to a transaction and a call, admits or refuses new calls (allow-list,
+per-source rate limits, max_calls with 503 + Retry-After, optional digest auth), answers
+OPTIONS with its health, and obeys control messages from the bus. A hostile or broken
+message costs a counter and maybe a 400; it never touches another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+
+from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, Transfer
+from ..config import Config
+from ..ipc import create_ring
+from . import sdp
+from .call import MIN_SE, Call
+from .media.session import MediaSession
+from .ports import PortPool, PortsExhausted
+from .ratelimit import RateLimiter
+from .sip.dialog import Dialog
+from .sip.headers import NameAddr, new_tag
+from .sip.message import Message, Request, Response, SipParseError, make_response
+from .sip.transaction import TransactionLayer
+from .sip.transport import Peer, SipTransport
+
+log = logging.getLogger("appliance.sipd")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, REFER"
+KNOWN_EXTENSIONS = {"timer", "100rel", "replaces", "norefersub"}
+PASSED_HEADERS = ("User-Agent", "Subject", "Diversion", "P-Asserted-Identity", "Remote-Party-ID",
+                  "Call-Info", "Alert-Info", "X-Caller-Context")
+
+
+class SipEndpoint:
+    def __init__(self, config: Config):
+        self.config = config
+        s = config.sip
+        self.public_host = s.public_host or (s.bind if s.bind not in ("0.0.0.0", "::") else "127.0.0.1")
+        self.codecs = [{"PCMU": sdp.PCMU, "PCMA": sdp.PCMA, "G722": sdp.G722}[c] for c in s.codecs]
+        self.allow = ALLOW
+        self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]
+        self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
+        self.invite_limit = RateLimiter(s.invite_rate)
+        self.other_limit = RateLimiter(s.other_rate)
+        self.calls: dict[str, Call] = {}
+        self.by_dialog: dict[tuple[str, str], Call] = {}  # (SIP Call-ID, our tag)
+        self.transport = SipTransport(self.on_message)
+        self.runtime = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.layer: TransactionLayer | None = None
+        self.counters = {"calls_total": 0, "refused_busy": 0, "refused_rate": 0, "refused_auth": 0,
+                         "refused_forbidden": 0, "unmatched": 0}
+        self.auth = None
+        if s.auth_realm:
+            from .sip.digest import DigestServer
+
+            self.auth = DigestServer(s.auth_realm, dict(s.auth_users))
+
+    # -- Component -----------------------------------------------------------------------------
+    async def start(self, runtime) -> None:
+        self.runtime = runtime
+        self.loop = asyncio.get_running_loop()
+        s = self.config.sip
+        await self.transport.start(s.bind, s.port, tcp=s.tcp)
+        self.layer = TransactionLayer(self.transport)
+        control = runtime.control
+        control.on(Answer, self._ctl(lambda c, m: c.answer()))
+        control.on(Reject, self._ctl(lambda c, m: c.reject(m.code, m.reason)))
+        control.on(Hangup, self._ctl(lambda c, m: c.hangup(m.reason)))
+        control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
+        control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces)))
+        log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls", s.bind, self.transport.local_port,
+                 "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            call.hangup("shutdown")
+        deadline = time.monotonic() + 2.0
+        while self.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for call in list(self.calls.values()):
+            call.end("shutdown")
+        self.transport.close()
+
+    def status(self) -> dict:
+        media = [c.media.stats() for c in self.calls.values()]
+        return {
+            "active_calls": len(self.calls), "max_calls": self.config.sip.max_calls,
+            "sip_port": self.transport.local_port, "malformed": self.transport.malformed,
+            "sip_received": self.transport.received, **self.counters,
+            "rtp_lost": sum(m["lost"] for m in media), "rtp_late": sum(m["late"] for m in media),
+        }
+
+    def _ctl(self, action):
+        def handle(msg):
+            call = self.calls.get(msg.call_id)
+            if call is None:
+                raise LookupError(f"no call {msg.call_id!r}")
+            action(call, msg)
+            return Ok(call_id=msg.call_id)
+
+        return handle
+
+    def publish(self, msg) -> None:
+        if self.runtime is not None and self.runtime.publisher is not None:
+            self.runtime.publisher.publish(msg)
+
+    def forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        self.by_dialog.pop((call.dialog.call_id, call.dialog.local_tag), None)
+        self.ports.give_back(call.media.port)
+
+    # -- SIP in ------------------------------------------------------------------------------
+    def on_message(self, msg: Message, peer: Peer) -> None:
+        if isinstance(msg, Response):
+            self._on_response(msg, peer)
+            return
+        req: Request = msg
+        to_tag = NameAddr.parse(req.headers.get("To")).tag
+        if req.method == "ACK":
+            call = self.by_dialog.get((req.call_id, to_tag or ""))
+            if call is not None and (req.cseq[0] >= call.dialog.remote_seq):
+                call.on_ack(req)
+            self.layer.server_transaction(req, peer)  # ACK for a non-2xx final
+            return
+        if not to_tag and req.method != "CANCEL" and not self._within_rate(req, peer):
+            return  # flood: not even a transaction, not even a response
+        st = self.layer.server_transaction(req, peer)
+        if st is None:
+            return  # retransmission, answered by its transaction
+        if to_tag:
+            call = self.by_dialog.get((req.call_id, to_tag))
+            if call is None:
+                self.counters["unmatched"] += 1
+                st.respond(make_response(req, 481))
+            else:
+                call.on_request(req, st)
+            return
+        handler = {"INVITE": self._on_invite, "CANCEL": self._on_cancel, "OPTIONS": self._on_options}.get(req.method)
+        if handler is not None:
+            handler(req, st, peer)
+        elif req.method == "BYE":
+            st.respond(make_response(req, 481))
+        elif req.method.upper() in ("REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER",
+                                    "INFO", "UPDATE", "PRACK"):
+            st.respond(make_response(req, 405, headers=[("Allow", self.allow)]))
+        else:
+            st.respond(make_response(req, 501, headers=[("Allow", self.allow)]))
+
+    def _on_response(self, resp: Response, peer: Peer) -> None:
+        if self.layer.on_response(resp):
+            return
+        # a 2xx to our re-INVITE retransmitted after its transaction ended: ACK it again
+        if resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
+            frm = NameAddr.parse(resp.headers.get("From"))
+            call = self.by_dialog.get((resp.call_id, frm.tag or ""))
+            if call is not None:
+                ack = call.dialog.request("ACK")
+                call.dialog.local_seq -= 1
+                ack.headers.set("CSeq", f"{resp.cseq[0]} ACK")
+                self.transport.send(ack, call.dialog.next_peer())
+
+    def _within_rate(self, req: Request, peer: Peer) -> bool:
+        limiter = self.invite_limit if req.method == "INVITE" else self.other_limit
+        if limiter.allow(peer.host):
+            return True
+        self.counters["refused_rate"] += 1
+        if self.counters["refused_rate"] % 1000 == 1:
+            log.warning("rate limit: dropping %s from %s (%d dropped so far)", req.method, peer.host,
+                        self.counters["refused_rate"])
+        return False
+
+    def _on_options(self, req: Request, st, peer: Peer) -> None:
+        """Health for a dispatcher (Kamailio ds_probing): 200 while calls can be taken."""
+        full = len(self.calls) >= self.config.sip.max_calls
+        headers = [("Allow", self.allow), ("Accept", "application/sdp"), ("Supported", "timer, replaces")]
+        if full:
+            headers.append(("Retry-After", str(self.config.sip.retry_after)))
+        st.respond(make_response(req, 503 if full else 200, headers=headers))
+
+    def _on_cancel(self, req: Request, st, peer: Peer) -> None:
+        invite_st = self.layer.find_invite(req)
+        if invite_st is None:
+            st.respond(make_response(req, 481))
+            return
+        st.respond(make_response(req, 200))
+        call = next((c for c in self.calls.values() if c.invite_st is invite_st), None)
+        if call is not None:
+            call.on_cancel()
+
+    def _on_invite(self, req: Request, st, peer: Peer) -> None:
+        s = self.config.sip
+        if self.allowed_nets and not any(ipaddress.ip_address(peer.host) in n for n in self.allowed_nets):
+            self.counters["refused_forbidden"] += 1
+            st.respond(make_response(req, 403, "Source Not Allowed"))
+            return
+        if len(self.calls) >= s.max_calls:
+            self.counters["refused_busy"] += 1
+            st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
+            return
+        if self.auth is not None and not self._authorized(req, st):
+            return
+        required = {x.strip().lower() for v in req.headers.get_all("Require") for x in v.split(",") if x.strip()}
+        unknown = required - KNOWN_EXTENSIONS
+        if unknown:
+            st.respond(make_response(req, 420, headers=[("Unsupported", ", ".join(sorted(unknown)))]))
+            return
+        se = req.headers.get("Session-Expires")
+        if se is not None:
+            value = se.split(";")[0].strip()
+            if not value.isdigit() or len(value) > 9:
+                st.respond(make_response(req, 400, "Bad Session-Expires"))
+                return
+            if int(value) < MIN_SE:
+                st.respond(make_response(req, 422, headers=[("Min-SE", str(MIN_SE))]))
+                return
+        offer = None
+        if req.body:
+            try:
+                offer = sdp.parse(req.body)
+                negotiated = sdp.negotiate(offer, self.codecs)
+            except sdp.NoCommonCodec as exc:
+                st.respond(make_response(req, 488, headers=[("Warning", f'304 - "{str(exc)[:60]}"')]))
+                return
+            except sdp.SdpError as exc:
+                st.respond(make_response(req, 400, f"Bad SDP: {str(exc)[:60]}"))
+                return
+        try:
+            port = self.ports.take()
+        except PortsExhausted:
+            st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
+            return
+        dialog = Dialog.from_invite(
+            req, peer, local_tag=new_tag(),
+            local_contact=f"<sip:agent@{self.public_host}:{self.transport.local_port}"
+                          f"{';transport=tcp' if peer.reliable else ''}>",
+            via_host=self.public_host, via_port=self.transport.local_port)
+        call = None
+        try:
+            media = MediaSession(self, port)
+            call = Call(self, req, peer, st, dialog, media, offer)
+            media.attach(call.id)
+            if offer is not None:
+                call.negotiated = negotiated
+        except Exception as exc:
+            log.exception("could not set up media for a new call")
+            self.ports.give_back(port)
+            st.respond(make_response(req, 500, f"Media setup failed: {type(exc).__name__}"))
+            return
+        self.calls[call.id] = call
+        self.by_dialog[(dialog.call_id, dialog.local_tag)] = call
+        self.counters["calls_total"] += 1
+        st.respond(make_response(req, 100))
+        frm = NameAddr.parse(req.headers.get("From"))
+        to = NameAddr.parse(req.headers.get("To"))
+        headers = {h: req.headers.get(h) for h in PASSED_HEADERS if req.headers.get(h)}
+        headers["Call-ID"] = req.call_id
+        self.publish(CallStarted(call_id=call.id, caller=frm.uri.user or frm.uri.host, callee=to.uri.user,
+                                 headers=headers))
+        call.log(logging.INFO, "incoming call from %s (%s) via %s:%d/%s", frm.uri.user, frm.display or "-",
+                 peer.host, peer.port, peer.transport)
+        if s.auto_answer:
+            call.answer()
+        else:
+            call.ring(s.answer_timeout)
+
+    def _authorized(self, req: Request, st) -> bool:
+        value = req.headers.get("Authorization")
+        if value is not None:
+            result = self.auth.verify(req.method, value, body=req.body)
+            if result.ok:
+                return True
+            if not result.stale:
+                self.counters["refused_auth"] += 1
+                log.warning("auth failed for INVITE from %s: %s", st.peer.host, result.reason)
+                st.respond(make_response(req, 403, "Forbidden"))
+                return False
+        challenges = self.auth.challenges(stale=value is not None)
+        st.respond(make_response(req, 401, headers=[("WWW-Authenticate", c) for c in challenges]))
+        return False

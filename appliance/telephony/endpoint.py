@@ -54,6 +54,7 @@ class SipEndpoint:
         self.layer: TransactionLayer | None = None
         self.counters = {"calls_total": 0, "refused_busy": 0, "refused_rate": 0, "refused_auth": 0,
                          "refused_forbidden": 0, "unmatched": 0}
+        self.registration = None
         self.auth = None
         if s.auth_realm:
             from .sip.digest import DigestServer
@@ -67,6 +68,13 @@ class SipEndpoint:
         s = self.config.sip
         await self.transport.start(s.bind, s.port, tcp=s.tcp)
         self.layer = TransactionLayer(self.transport)
+        if s.mode == "register":
+            from .registration import Registration
+
+            self.registration = Registration(self.layer, registrar=s.registrar, username=s.username,
+                                             password=s.password, expires=s.register_expires,
+                                             contact_host=self.public_host, contact_port=self.transport.local_port)
+            self.registration.start()
         control = runtime.control
         control.on(Answer, self._ctl(lambda c, m: c.answer()))
         control.on(Reject, self._ctl(lambda c, m: c.reject(m.code, m.reason)))
@@ -77,6 +85,8 @@ class SipEndpoint:
                  "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)
 
     async def stop(self) -> None:
+        if self.registration is not None:
+            await self.registration.stop()
         for call in list(self.calls.values()):
             call.hangup("shutdown")
         deadline = time.monotonic() + 2.0
@@ -93,6 +103,8 @@ class SipEndpoint:
             "sip_port": self.transport.local_port, "malformed": self.transport.malformed,
             "sip_received": self.transport.received, **self.counters,
             "rtp_lost": sum(m["lost"] for m in media), "rtp_late": sum(m["late"] for m in media),
+            **({"registered": self.registration.registered, "register_error": self.registration.last_error}
+               if self.registration is not None else {}),
         }
 
     def _ctl(self, action):

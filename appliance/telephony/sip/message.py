@@ -100,6 +100,11 @@ class Headers:
                 out.extend(split_list(v) if key in MULTI else [v])
         return out
 
+    def get_all_raw(self, name: str) -> list[str]:
+        """Every value as it came, unsplit (auth challenges contain commas)."""
+        key = self._key(name)
+        return [v for n, v in self._items if n.lower() == key]
+
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 

@@ -105,6 +105,7 @@ class TransferProgress(Message):
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Message):
     reason: str  # "caller-hangup", "agent-hangup", "transferred", "error: ..."
+    metrics: dict[str, Scalar] = field(default_factory=dict)  # packets, loss, jitter, late frames
 
 
 @event("call.held")

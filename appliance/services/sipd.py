@@ -5,10 +5,11 @@ the runtime; the service's own component plugs in through `run_service`.
 """
 
 from ..runtime.service import run_service
+from ..telephony.endpoint import SipEndpoint
 
 
 def main(argv=None) -> None:
-    run_service("sipd", argv=argv, owns_rings=True)  # sipd creates every call's rings
+    run_service("sipd", SipEndpoint, argv=argv, owns_rings=True)  # sipd creates every call's rings
 
 
 if __name__ == "__main__":

@@ -248,10 +248,13 @@ class Call:
             if h:
                 h.cancel()
         with call_context(self.id):
+            metrics = {**self.media.stats(), "duration_s": round(time.monotonic() - self.started, 2)}
             self.media.close()
             self.ep.forget(self)
-            self.publish(CallEnded(call_id=self.id, reason=reason))
-            self.log(logging.INFO, "ended: %s after %.1f s", reason, time.monotonic() - self.started)
+            self.publish(CallEnded(call_id=self.id, reason=reason, metrics=metrics))
+            self.log(logging.INFO, "ended: %s after %.1f s (rx %d, lost %d, late %d, jitter %.1f ms)", reason,
+                     metrics["duration_s"], metrics["rx_packets"], metrics["lost"], metrics["late"],
+                     metrics["jitter_ms"])
 
     # -- transfer (RFC 3515 REFER, RFC 5589 call transfer, RFC 3891 Replaces) ------------------
     def transfer(self, target: str, replaces: str = "") -> None:

@@ -18,7 +18,7 @@ from ..config import Config
 from ..ipc import create_ring
 from . import sdp
 from .call import MIN_SE, Call
-from .media.session import MediaSession
+from .media.session import MediaClock, MediaSession
 from .ports import PortPool, PortsExhausted
 from .ratelimit import RateLimiter
 from .sip.dialog import Dialog
@@ -49,6 +49,7 @@ class SipEndpoint:
         self.calls: dict[str, Call] = {}
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (SIP Call-ID, our tag)
         self.transport = SipTransport(self.on_message)
+        self.media_clock = MediaClock()
         self.runtime = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer: TransactionLayer | None = None
@@ -94,6 +95,7 @@ class SipEndpoint:
             await asyncio.sleep(0.05)
         for call in list(self.calls.values()):
             call.end("shutdown")
+        self.media_clock.stop()
         self.transport.close()
 
     def status(self) -> dict:

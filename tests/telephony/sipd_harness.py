@@ -138,10 +138,18 @@ class EventLog:
         self.ctx.term()
 
 
-def sipp(scenario: str, sipd_port: int, *, keys: dict | None = None, calls: int = 1, rate: float = 10,
-         limit: int | None = None, timeout: float = 60, cwd: str | None = None, extra: list[str] = (),
-         transport: str = "u1") -> subprocess.CompletedProcess:
-    """Run one SIPp scenario against sipd; returns the finished process (stdout has the stats)."""
+def sipp(scenario: str, sipd_port: int, *, background: bool = False, **kw):
+    """Run one SIPp scenario against sipd; returns the finished process (stdout has the
+    stats), or with ``background`` the running Popen (``.communicate()`` it)."""
+    cmd, work, timeout = sipp_command(scenario, sipd_port, **kw)
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=work)
+
+
+def sipp_command(scenario: str, sipd_port: int, *, keys: dict | None = None, calls: int = 1, rate: float = 10,
+                 limit: int | None = None, timeout: float = 60, cwd: str | None = None, extra: list[str] = (),
+                 transport: str = "u1"):
     local, media = free_port(), free_port(even=True)
     work = cwd or str(Path(os.environ.get("TMPDIR", "/tmp")))
     cmd = ["sipp", f"127.0.0.1:{sipd_port}", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1",
@@ -153,17 +161,40 @@ def sipp(scenario: str, sipd_port: int, *, keys: dict | None = None, calls: int 
     for k, v in (keys or {}).items():
         cmd += ["-key", k, str(v)]
     cmd += list(extra)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=work)
+    return cmd, work, timeout
 
 
-def sipp_counts(proc: subprocess.CompletedProcess) -> tuple[int, int]:
-    """(successful, failed) calls from SIPp's final statistics screen."""
+def sipp_counts(proc) -> tuple[int, int]:
+    """(successful, failed) calls from SIPp's final statistics screen (a finished process or
+    the stdout of a background one)."""
+    text = proc if isinstance(proc, str) else proc.stdout
     ok = failed = None
-    for line in proc.stdout.splitlines():
+    for line in text.splitlines():
         if "Successful call" in line:
             ok = int(line.split("|")[2].split()[0]) if "|" in line else None
         if "Failed call" in line:
             failed = int(line.split("|")[2].split()[0]) if "|" in line else None
     if ok is None or failed is None:
-        raise AssertionError("no SIPp statistics in output:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
+        raise AssertionError("no SIPp statistics in output:\n" + text[-3000:])
     return ok, failed
+
+
+def pcap_rtp_payloads(path) -> list[bytes]:
+    """RTP payloads of a classic pcap file of RTP over UDP/IPv4 (Ethernet or Linux cooked)."""
+    import struct
+
+    data = Path(path).read_bytes()
+    magic, _, _, _, _, _, linktype = struct.unpack("<IHHiIII", data[:24])
+    assert magic == 0xA1B2C3D4, "little-endian microsecond pcap expected"
+    link = {1: 14, 113: 16}[linktype]
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        incl = struct.unpack("<IIII", data[pos:pos + 16])[2]
+        frame = data[pos + 16:pos + 16 + incl]
+        pos += 16 + incl
+        ip = frame[link:]
+        ihl = (ip[0] & 0x0F) * 4
+        rtp = ip[ihl + 8:]
+        cc = rtp[0] & 0x0F
+        out.append(rtp[12 + 4 * cc:])
+    return out

@@ -1,0 +1,317 @@
+"""One call's media: RTP/RTCP sockets, codec, jitter buffer, resampling, and the two rings.
+
+Every 20 ms (one shared ``MediaClock`` for all calls, drift-free) a session moves exactly one
+frame each way: the jitter buffer's next frame (or silence when lost or not yet started) is
+decoded, resampled to 16 kHz and written to the ``in`` ring, so the ring is an unbroken
+timeline for the recogniser; and one frame from the ``out`` ring (or comfort silence when
+the agent is quiet) is resampled, encoded and sent. ``flush`` (barge-in) drops whatever the
+agent has queued, so the next packet sent is silence: within one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+import numpy as np
+
+from ...bus.messages import Dtmf
+from ...ipc import FRAME_SAMPLES, RingReader, RingWriter, create_ring
+from ...runtime.logs import call_context
+from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from .g722 import G722Codec
+from .jitter import JitterBuffer
+from .pacer import Pacer
+from .resample import FrameResampler
+from .rtp import DtmfReceiver, RtpError, RtpPacket, parse_dtmf
+
+log = logging.getLogger("appliance.sipd")
+
+SILENCE16 = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+NO_MEDIA_TIMEOUT_S = 30.0
+RECV_BATCH = 64
+
+
+class MediaClock:
+    """One task ticks every session every 20 ms on absolute deadlines (no accumulated drift)."""
+
+    def __init__(self):
+        self.sessions: set["MediaSession"] = set()
+        self.late_ticks = 0
+        self._task: asyncio.Task | None = None
+
+    def add(self, s: "MediaSession") -> None:
+        self.sessions.add(s)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def remove(self, s: "MediaSession") -> None:
+        self.sessions.discard(s)
+
+    async def _run(self) -> None:
+        pacer = Pacer()
+        while self.sessions:
+            await pacer.wait()
+            now = time.monotonic_ns()
+            for s in list(self.sessions):
+                try:
+                    s.tick(now)
+                except Exception:
+                    with call_context(s.call_id):
+                        log.exception("media tick failed: ending the call")
+                    self.sessions.discard(s)
+                    s.fail("error: media")
+        self.late_ticks += pacer.late_frames
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class _Codec:
+    """A call's codec: payloads ↔ PCM at the codec's rate, and that rate ↔ the rings' 16 kHz."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "G722":
+            enc, dec = G722Codec(), G722Codec()
+            self.rate = 16000
+            self.decode, self.encode = dec.decode, enc.encode
+            self.to16 = self.from16 = lambda pcm: pcm
+            return
+        self.rate = 8000
+        self.decode, self.encode = (ulaw_decode, ulaw_encode) if name == "PCMU" else (alaw_decode, alaw_encode)
+        self.to16 = FrameResampler(8000, 16000).process
+        self.from16 = FrameResampler(16000, 8000).process
+
+    @property
+    def frame(self) -> int:
+        """Samples in 20 ms at the codec's rate."""
+        return self.rate // 50
+
+
+class MediaSession:
+    def __init__(self, endpoint, port: int):
+        self.ep = endpoint
+        self.port = port
+        self.call_id = ""
+        bind = endpoint.config.sip.bind
+        self.rtp = self._socket(bind, port)
+        try:
+            self.rtcp = self._socket(bind, port + 1)
+        except OSError:
+            self.rtp.close()
+            raise
+        loop = asyncio.get_event_loop()
+        loop.add_reader(self.rtp.fileno(), self._on_rtp)
+        loop.add_reader(self.rtcp.fileno(), self._on_rtcp)
+        self.loop = loop
+        self.neg = None
+        self.codec: _Codec | None = None
+        self.jitter: JitterBuffer | None = None
+        self.dtmf = DtmfReceiver()
+        self.remote: tuple[str, int] | None = None
+        self.latched = False
+        self.sending = False
+        self.started = False
+        self.in_ring: RingWriter | None = None
+        self.out_ring: RingReader | None = None
+        self.seq = int.from_bytes(np.random.bytes(2), "big")
+        self.ts = int.from_bytes(np.random.bytes(4), "big")
+        self.ssrc = int.from_bytes(np.random.bytes(4), "big")
+        self.last_rtp = time.monotonic()
+        self.counters = {"rx_packets": 0, "tx_packets": 0, "bad_packets": 0, "foreign_packets": 0,
+                         "rtcp_packets": 0, "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
+        self._talking = False
+
+    @staticmethod
+    def _socket(host: str, port: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind((host, port))
+        return s
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def attach(self, call_id: str) -> None:
+        """Create the call's rings: sipd writes ``in``; ``out`` is ttsd's to write, ours to read."""
+        self.call_id = call_id
+        shm, seconds = self.ep.config.paths.shm_dir, self.ep.config.audio.ring_seconds
+        self.in_ring = RingWriter.create(shm, call_id, "in", seconds=seconds)
+        create_ring(shm, call_id, "out", seconds=seconds)
+        self.out_ring = RingReader(shm, call_id, "out", from_now=True)
+
+    def start(self, neg) -> None:
+        self.update(neg)
+        self.started = True
+        self.last_rtp = time.monotonic()
+        self.ep.media_clock.add(self)
+
+    def update(self, neg) -> None:
+        """New SDP (answer, or a re-INVITE: hold, unhold, new address or codec)."""
+        if self.codec is None or self.codec.name != neg.codec.name:
+            self.codec = _Codec(neg.codec.name)
+            self.jitter = JitterBuffer(clock_rate=8000, frame_samples=160)
+            self._fifo, self._fifo_len = [], 0
+        if not self.latched or self.neg is None or (neg.remote_address, neg.remote_port) != \
+                (self.neg.remote_address, self.neg.remote_port):
+            self.remote = (neg.remote_address, neg.remote_port)
+            self.latched = False
+        self.sending = neg.direction in ("sendrecv", "sendonly") and not neg.on_hold
+        self.neg = neg
+
+    def close(self) -> None:
+        self.ep.media_clock.remove(self)
+        for sock in (self.rtp, self.rtcp):
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+            sock.close()
+        if self.in_ring is not None:
+            self.in_ring.close(end_of_stream=True)
+            self.in_ring.unlink()
+        if self.out_ring is not None:
+            path = self.out_ring.path
+            self.out_ring.close()
+            path.unlink(missing_ok=True)
+
+    def fail(self, reason: str) -> None:
+        call = self.ep.calls.get(self.call_id)
+        if call is not None:
+            call.hangup(reason)
+
+    # -- the 20 ms tick ----------------------------------------------------------------------
+    def tick(self, now_ns: int) -> None:
+        self.in_ring.write(self._next_in_frame(now_ns), now_ns)
+        self.counters["frames_in"] += 1
+        if self.sending and self.remote is not None:
+            frame = self.out_ring.read()
+            if frame is not None:
+                self.counters["agent_frames"] += 1
+            self._send(frame.pcm if frame is not None else SILENCE16, talking=frame is not None)
+        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        if self.started and time.monotonic() - self.last_rtp > NO_MEDIA_TIMEOUT_S and self.sending:
+            with call_context(self.call_id):
+                log.warning("no RTP for %.0f s: ending the call", NO_MEDIA_TIMEOUT_S)
+            self.started = False
+            self.fail("error: no media")
+
+    def _next_in_frame(self, now_ns: int) -> np.ndarray:
+        """20 ms of caller audio at 16 kHz, whatever packet size the peer sends (10, 20, 30 ms):
+        packets leave the jitter buffer as the sample FIFO needs them; a lost packet becomes
+        silence of its own length, so the timeline stays true."""
+        codec, need = self.codec, self.codec.frame
+        while self._fifo_len < need:
+            payload, status = self.jitter.pop(now_ns)
+            if payload is not None:
+                pcm = codec.decode(payload)
+            elif status == "lost":
+                pcm = np.zeros(self.jitter.frame_samples * codec.rate // 8000, dtype=np.int16)
+            else:  # not started, or underrun: the caller is silent as far as we can tell
+                break
+            self._fifo.append(pcm)
+            self._fifo_len += len(pcm)
+        if self._fifo_len < need:
+            self._fifo.clear()
+            self._fifo_len = 0
+            return SILENCE16
+        data = self._fifo[0] if len(self._fifo) == 1 else np.concatenate(self._fifo)
+        frame, rest = data[:need], data[need:]
+        self._fifo = [rest] if len(rest) else []
+        self._fifo_len = len(rest)
+        return codec.to16(frame)
+
+    def _send(self, pcm: np.ndarray, talking: bool) -> None:
+        payload = self.codec.encode(self.codec.from16(pcm))
+        marker = talking and not self._talking  # first packet of a talkspurt (RFC 3551 §4.1)
+        self._talking = talking
+        pkt = RtpPacket(payload_type=self.neg.codec.payload_type, sequence=self.seq, timestamp=self.ts,
+                        ssrc=self.ssrc, payload=payload, marker=marker)
+        self.seq = (self.seq + 1) & 0xFFFF
+        try:
+            self.rtp.sendto(pkt.serialize(), self.remote)
+            self.counters["tx_packets"] += 1
+            self.counters["frames_out"] += 1
+        except OSError as exc:  # ICMP unreachable from a peer that went away: keep the call
+            log.debug("RTP send failed: %s", exc)
+
+    def flush(self) -> None:
+        """Barge-in: drop every queued agent frame; the next tick sends silence."""
+        dropped = self.out_ring.available()
+        self.out_ring.cursor = self.out_ring.head
+        self.counters["flushed"] += dropped
+
+    # -- incoming ----------------------------------------------------------------------------
+    def _on_rtp(self) -> None:
+        for _ in range(RECV_BATCH):
+            try:
+                data, addr = self.rtp.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self._on_packet(data, addr)
+
+    def _on_packet(self, data: bytes, addr) -> None:
+        if self.neg is None:
+            return
+        if self.remote is not None and addr[:2] != self.remote:
+            if self.latched or addr[0] != self.remote[0] and self.counters["rx_packets"]:
+                self.counters["foreign_packets"] += 1
+                return
+        try:
+            pkt = RtpPacket.parse(data)
+        except RtpError:
+            self.counters["bad_packets"] += 1
+            return
+        if not self.latched:  # symmetric RTP (RFC 4961): answer where the media comes from
+            self.remote, self.latched = addr[:2], True
+        self.last_rtp = time.monotonic()
+        self.counters["rx_packets"] += 1
+        if pkt.payload_type == self.neg.dtmf_payload_type:
+            try:
+                digit = self.dtmf.feed(pkt.timestamp, parse_dtmf(pkt.payload))
+            except RtpError:
+                self.counters["bad_packets"] += 1
+                return
+            if digit is not None:
+                self._dtmf(*digit)
+        elif pkt.payload_type == self.neg.codec.payload_type:
+            # every codec here carries one payload byte per 8 kHz RTP tick: size = duration
+            if len(pkt.payload) != self.jitter.frame_samples and 40 <= len(pkt.payload) <= 480 \
+                    and self.jitter.received == 0:
+                self.jitter = JitterBuffer(clock_rate=8000, frame_samples=len(pkt.payload))
+            self.jitter.push(pkt, time.monotonic_ns())
+        else:
+            self.counters["bad_packets"] += 1
+
+    def _on_rtcp(self) -> None:
+        for _ in range(RECV_BATCH):
+            try:
+                self.rtcp.recvfrom(2048)
+            except OSError:
+                return
+            self.counters["rtcp_packets"] += 1
+
+    def on_sip_info(self, content_type: str, body: bytes) -> None:
+        """DTMF by SIP INFO (application/dtmf-relay), as some gateways send it."""
+        if "dtmf" not in content_type.lower():
+            return
+        fields = dict(line.split("=", 1) for line in body.decode("utf-8", "replace").splitlines() if "=" in line)
+        signal = fields.get("Signal", "").strip()
+        duration = fields.get("Duration", "0").strip()
+        if len(signal) == 1 and signal in "0123456789*#ABCD":
+            self._dtmf(signal, int(duration) if duration.isdigit() else 0)
+
+    def _dtmf(self, digit: str, duration_ms: int) -> None:
+        with call_context(self.call_id):
+            log.info("DTMF %s (%d ms)", digit, duration_ms)
+        self.ep.publish(Dtmf(call_id=self.call_id, digit=digit, duration_ms=duration_ms))
+
+    def stats(self) -> dict:
+        j = self.jitter
+        return {**self.counters, "lost": j.lost if j else 0, "late": j.late if j else 0,
+                "duplicates": j.duplicates if j else 0, "jitter_ms": round(j.jitter_ms, 2) if j else 0.0,
+                "delay_ms": round(j.delay_ms, 1) if j else 0.0, "codec": self.codec.name if self.codec else ""}

@@ -37,3 +37,19 @@ def bench_ipc(calls: int, seconds: float, poll_us: float, burst: bool, shm_dir: 
     result = ipc.run(calls=calls, seconds=seconds, shm_dir=shm_dir, poll_us=poll_us, burst=burst)
     click.echo(ipc.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("sip")
+@click.option("--calls", default=100, show_default=True, help="concurrent SIPp calls")
+@click.option("--seconds", default=30.0, show_default=True, help="length of each call")
+@click.option("--rate", default=10.0, show_default=True, help="new calls per second while ramping up")
+@click.option("--codec", type=click.Choice(["PCMU", "PCMA", "G722"]), default="PCMU", show_default=True)
+@click.option("--json", "json_path", default="bench-results/sip.json", show_default=True, help="JSON output file")
+def bench_sip(calls: int, seconds: float, rate: float, codec: str, json_path: str) -> None:
+    """sipd under N concurrent SIPp calls with RTP both ways: answered/failed, loss, jitter, CPU."""
+    from ..bench import sip
+
+    click.echo(f"bench sip: {calls} calls of {seconds:g} s ({codec}), SIPp with RTP echo ...")
+    result = sip.run(calls=calls, seconds=seconds, rate=rate, codec=codec)
+    click.echo(sip.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

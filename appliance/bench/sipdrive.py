@@ -1,0 +1,213 @@
+"""Run sipd as a real process on loopback and drive it with real SIPp peers: shared by
+`appliancectl bench sip` and the telephony tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from appliance.bus import ControlClient, Subscriber, endpoints
+from appliance.bus.messages import StatusRequest
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+PCAPS = Path("/usr/share/sip-tester")
+
+
+def free_port(kind=socket.SOCK_DGRAM, even=False) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (best effort; tests bind at once)."""
+    for _ in range(200):
+        port = random.randrange(30000, 60000) & (~1 if even else ~0)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                 socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+                if even:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u2:
+                        u2.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def make_sandbox(shm_parent: str = "/dev/shm") -> dict:
+    """Temp dirs and a base config for a sipd of our own (the tests' `sandbox` fixture shape)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ap-", dir="/tmp"))
+    shm = tempfile.mkdtemp(prefix="appliance-bench-", dir=shm_parent)
+    config = root / "appliance.toml"
+    config.write_text(f'[paths]\nstate_dir = "{root}/state"\nrun_dir = "{root}/run"\nshm_dir = "{shm}"\n'
+                      f'agents_dir = "{root}/agents"\nmodels_dir = "{root}/models"\n[log]\nlevel = "warning"\n')
+    return {"root": root, "config": config, "run_dir": root / "run", "shm_dir": shm}
+
+
+class Sipd:
+    """sipd in its own process with a config of its own; `events` collects what it publishes."""
+
+    def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int = 60):
+        self.sandbox = sandbox
+        self.port = free_port()
+        rtp = 20000 + random.randrange(0, 5000) * 2
+        self.config = sandbox["config"]
+        text = self.config.read_text()
+        text += f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\nrtp_port_min = {rtp}\n' \
+                f"rtp_port_max = {rtp + 4 * max_calls + 99}\nmax_calls = {max_calls}\n{extra_sip}\n"
+        self.config.write_text(text)
+        self.run_dir = str(sandbox["run_dir"])
+        self.shm_dir = sandbox["shm_dir"]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Sipd":
+        self.log = open(Path(self.sandbox["root"]) / "sipd.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance.services.sipd", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if self.status().state == "ready":
+                    return self
+            except Exception:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("sipd died at start:\n" + self.output())
+            time.sleep(0.1)
+        raise RuntimeError("sipd not ready:\n" + self.output())
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def status(self, timeout: float = 1.0):
+        return asyncio.run(self._request(StatusRequest(), timeout))
+
+    def control(self, msg, timeout: float = 2.0):
+        return asyncio.run(self._request(msg, timeout))
+
+    async def _request(self, msg, timeout):
+        ctx = zmq.asyncio.Context()
+        client = ControlClient(ctx, endpoints.control(self.run_dir, "sipd"))
+        try:
+            return await client.request(msg, timeout)
+        finally:
+            client.close()
+            ctx.term()
+
+    def stop(self) -> str:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()
+
+
+class EventLog:
+    """Subscribes to sipd's events in a background thread-free way: call ``collect``."""
+
+    def __init__(self, run_dir: str):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoints.events(run_dir, "sipd"))
+        self.events: list = []
+
+    def collect(self, until=None, timeout: float = 10.0):
+        from appliance.bus import MalformedMessage, decode
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until is not None and any(until(e) for e in self.events):
+                return self.events
+            if self.sock.poll(50):
+                try:
+                    self.events.append(decode(self.sock.recv_multipart()))
+                except MalformedMessage:
+                    pass
+        if until is not None:
+            raise AssertionError(f"event not seen within {timeout} s; got {[e.TYPE for e in self.events]}")
+        return self.events
+
+    def of(self, cls):
+        return [e for e in self.events if isinstance(e, cls)]
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+
+
+def sipp(scenario: str, sipd_port: int, *, background: bool = False, **kw):
+    """Run one SIPp scenario against sipd; returns the finished process (stdout has the
+    stats), or with ``background`` the running Popen (``.communicate()`` it)."""
+    cmd, work, timeout = sipp_command(scenario, sipd_port, **kw)
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=work)
+
+
+def sipp_command(scenario: str, sipd_port: int, *, keys: dict | None = None, calls: int = 1, rate: float = 10,
+                 limit: int | None = None, timeout: float = 60, cwd: str | None = None, extra: list[str] = (),
+                 transport: str = "u1"):
+    local, media = free_port(), free_port(even=True)
+    work = cwd or str(Path(os.environ.get("TMPDIR", "/tmp")))
+    cmd = ["sipp", f"127.0.0.1:{sipd_port}", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1",
+           "-p", str(local), "-mp", str(media), "-m", str(calls), "-r", str(rate), "-nostdin",
+           "-t", transport, "-timeout", f"{int(timeout)}s", "-timeout_error", "-max_recv_loops", "1000",
+           "-trace_err", "-error_file", os.path.join(work, "sipp-errors.log")]
+    if limit:
+        cmd += ["-l", str(limit)]
+    for k, v in (keys or {}).items():
+        cmd += ["-key", k, str(v)]
+    cmd += list(extra)
+    return cmd, work, timeout
+
+
+def sipp_counts(proc) -> tuple[int, int]:
+    """(successful, failed) calls from SIPp's final statistics screen (a finished process or
+    the stdout of a background one)."""
+    text = proc if isinstance(proc, str) else proc.stdout
+    ok = failed = None
+    for line in text.splitlines():
+        if "Successful call" in line:
+            ok = int(line.split("|")[2].split()[0]) if "|" in line else None
+        if "Failed call" in line:
+            failed = int(line.split("|")[2].split()[0]) if "|" in line else None
+    if ok is None or failed is None:
+        raise AssertionError("no SIPp statistics in output:\n" + text[-3000:])
+    return ok, failed
+
+
+def pcap_rtp_payloads(path) -> list[bytes]:
+    """RTP payloads of a classic pcap file of RTP over UDP/IPv4 (Ethernet or Linux cooked)."""
+    import struct
+
+    data = Path(path).read_bytes()
+    magic, _, _, _, _, _, linktype = struct.unpack("<IHHiIII", data[:24])
+    assert magic == 0xA1B2C3D4, "little-endian microsecond pcap expected"
+    link = {1: 14, 113: 16}[linktype]
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        incl = struct.unpack("<IIII", data[pos:pos + 16])[2]
+        frame = data[pos + 16:pos + 16 + incl]
+        pos += 16 + incl
+        ip = frame[link:]
+        ihl = (ip[0] & 0x0F) * 4
+        rtp = ip[ihl + 8:]
+        cc = rtp[0] & 0x0F
+        out.append(rtp[12 + 4 * cc:])
+    return out

@@ -132,7 +132,7 @@ class EventLog:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if until is not None and any(until(e) for e in self.events):
+            if until is not None and any(until(e) for e in self.events):  # noqa: SIM102
                 return self.events
             if self.sock.poll(50):
                 try:
@@ -162,8 +162,8 @@ def sipp(scenario: str, sipd_port: int, *, background: bool = False, **kw):
 
 def sipp_command(scenario: str, sipd_port: int, *, keys: dict | None = None, calls: int = 1, rate: float = 10,
                  limit: int | None = None, timeout: float = 60, cwd: str | None = None, extra: list[str] = (),
-                 transport: str = "u1"):
-    local, media = free_port(), free_port(even=True)
+                 transport: str = "u1", local_port: int | None = None):
+    local, media = local_port or free_port(), free_port(even=True)
     work = cwd or str(Path(os.environ.get("TMPDIR", "/tmp")))
     cmd = ["sipp", f"127.0.0.1:{sipd_port}", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1",
            "-p", str(local), "-mp", str(media), "-m", str(calls), "-r", str(rate), "-nostdin",

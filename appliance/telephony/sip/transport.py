@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .headers import Via
-from .message import MAX_MESSAGE, Message, Request, SipParseError, StreamFramer, parse
+from .message import MAX_MESSAGE, REASONS, Message, Request, SipParseError, StreamFramer, parse
 
 log = logging.getLogger("appliance.sip")
 
@@ -32,14 +32,15 @@ class Peer:
         return self.transport == "TCP"
 
 
-def _emergency_400(data: bytes, reason: str) -> bytes | None:
-    """A 400 for a request too broken to parse, if its Via/From/To/Call-ID/CSeq lines are there."""
+def _emergency_response(data: bytes, status: int, reason: str) -> bytes | None:
+    """An error response (400, 413, 505 ...) for a request too broken to parse, if its
+    Via/From/To/Call-ID/CSeq lines are readable enough to address one."""
     try:
         text = data[:MAX_MESSAGE].decode("utf-8", "replace")
     except Exception:
         return None
-    first = text.split("\n", 1)[0]
-    if first.startswith("SIP/") or " SIP/2.0" not in first:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if first.startswith("SIP/") or not re.search(r" SIP/\d+\.\d+$", first):
         return None
     wanted = {"via": None, "v": None, "from": None, "f": None, "to": None, "t": None,
               "call-id": None, "i": None, "cseq": None}
@@ -51,8 +52,8 @@ def _emergency_400(data: bytes, reason: str) -> bytes | None:
     names = {ln.split(":", 1)[0].strip().lower() for ln in lines}
     if not ({"via", "v"} & names and {"cseq"} & names and {"call-id", "i"} & names):
         return None
-    reason = re.sub(r"[^\x20-\x7e]", "?", reason)[:100]
-    return ("SIP/2.0 400 " + reason + "\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+    phrase = re.sub(r"[^\x20-\x7e]", "?", reason)[:100] if status == 400 else REASONS.get(status, "Bad Request")
+    return (f"SIP/2.0 {status} {phrase}\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 class SipTransport:
@@ -120,7 +121,7 @@ class SipTransport:
         self.malformed += 1
         log.warning("malformed SIP from %s:%d (%s)", peer.host, peer.port, exc.reason)
         if exc.status:
-            answer = _emergency_400(data, exc.reason)
+            answer = _emergency_response(data, exc.status, exc.reason)
             if answer is not None:
                 self.send(answer, peer)
 

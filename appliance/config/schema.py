@@ -78,6 +78,8 @@ class Sip:
     register_expires: int = key(600, doc="registration lifetime asked for (s)", min=60, max=86400)
     auth_realm: str = key("", doc="non-empty: challenge callers with digest auth in this realm")
     auth_users: dict[str, str] = key({}, doc="username = password pairs allowed to call when auth_realm is set")
+    auth_algorithms: list[str] = key(["SHA-256", "MD5"], doc="digest challenges offered, strongest first (RFC 8760)",
+                                     each=("SHA-512-256", "SHA-256", "MD5"))
 
 
 @dataclass(frozen=True)

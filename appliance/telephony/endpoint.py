@@ -60,7 +60,7 @@ class SipEndpoint:
         if s.auth_realm:
             from .sip.digest import DigestServer
 
-            self.auth = DigestServer(s.auth_realm, dict(s.auth_users))
+            self.auth = DigestServer(s.auth_realm, dict(s.auth_users), algorithms=tuple(s.auth_algorithms))
 
     # -- Component -----------------------------------------------------------------------------
     async def start(self, runtime) -> None:

@@ -214,6 +214,10 @@ _COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
 
 def make_response(req: Request, status: int, reason: str | None = None, *, to_tag: str | None = None,
                   headers: list[tuple[str, str]] = (), body: bytes = b"") -> Response:
+    if to_tag is None and status > 100:  # every response but 100 carries a To tag (§8.2.6.2)
+        import secrets
+
+        to_tag = secrets.token_hex(6)
     h = Headers()
     for name in _COPIED:
         for value in (req.headers.get_all(name) if name == "Via" else [req.headers.get(name)]):

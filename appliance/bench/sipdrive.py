@@ -211,3 +211,18 @@ def pcap_rtp_payloads(path) -> list[bytes]:
         cc = rtp[0] & 0x0F
         out.append(rtp[12 + 4 * cc:])
     return out
+
+
+def sipp_lost(text: str) -> int:
+    """Messages SIPp's -lost emulation dropped, from the Lost column of its scenario screen."""
+    lines = text.splitlines()
+    header = next((ln for ln in lines if "Messages" in ln and "Lost" in ln), None)
+    if header is None:
+        return 0
+    col = header.index("Lost")
+    total = 0
+    for ln in lines:
+        if ("---->" in ln or "<----" in ln) and len(ln) > col - 2:
+            cell = ln[col - 2:col + 6].strip()
+            total += int(cell) if cell.isdigit() else 0
+    return total

@@ -104,6 +104,8 @@ class SipEndpoint:
             "active_calls": len(self.calls), "max_calls": self.config.sip.max_calls,
             "sip_port": self.transport.local_port, "malformed": self.transport.malformed,
             "sip_received": self.transport.received, **self.counters,
+            "sip_retransmits_in": self.layer.retransmits_in if self.layer else 0,
+            "sip_retransmits_out": self.layer.retransmits_out if self.layer else 0,
             "rtp_lost": sum(m["lost"] for m in media), "rtp_late": sum(m["late"] for m in media),
             **({"registered": self.registration.registered, "register_error": self.registration.last_error}
                if self.registration is not None else {}),

@@ -6,7 +6,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.venv"
-APT_PACKAGES=(gcc pkg-config libsystemd-dev)
+APT_PACKAGES=(gcc pkg-config libsystemd-dev sip-tester baresip)  # SIPp and baresip: real SIP peers for the tests
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 

@@ -9,4 +9,5 @@ from appliance.bench.sipdrive import (  # noqa: F401
     pcap_rtp_payloads,
     sipp,
     sipp_counts,
+    sipp_lost,
 )

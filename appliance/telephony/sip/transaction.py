@@ -96,6 +96,7 @@ class ServerTransaction:
     def _retransmit(self, interval: float) -> None:  # Timer G
         def fire() -> None:
             if self.state == "completed":
+                self.layer.retransmits_out += 1
                 self.layer.transport.send(self.last_response, self.peer)
                 self._retransmit(min(2 * interval, self.layer.timers.t2))
 
@@ -147,6 +148,7 @@ class ClientTransaction:
     def _retransmit(self, interval: float) -> None:  # Timer A / E
         def fire() -> None:
             if self.state in ("calling", "trying") or (not self.invite and self.state == "proceeding"):
+                self.layer.retransmits_out += 1
                 self.layer.transport.send(self.request, self.peer)
                 nxt = 2 * interval if self.invite else min(2 * interval, self.layer.timers.t2)
                 self._retransmit(nxt)
@@ -222,6 +224,8 @@ class TransactionLayer:
         self.loop = asyncio.get_running_loop()
         self.server: dict[tuple, ServerTransaction] = {}
         self.client: dict[tuple, ClientTransaction] = {}
+        self.retransmits_in = 0  # requests the peer sent again (our answer was lost or slow)
+        self.retransmits_out = 0  # requests and responses we sent again (the peer's was lost)
 
     def server_transaction(self, req: Request, peer: Peer) -> ServerTransaction | None:
         """The new transaction for ``req``, or None when it was a retransmission (absorbed
@@ -229,6 +233,8 @@ class TransactionLayer:
         key = server_key(req)
         existing = self.server.get(key)
         if existing is not None:
+            if req.method != "ACK":
+                self.retransmits_in += 1
             existing.on_retransmission(req)
             return None
         if req.method == "ACK":
@@ -277,6 +283,7 @@ class Reliable2xx:
     def _schedule(self, interval: float) -> None:
         def fire() -> None:
             if not self.acked.done():
+                self.layer.retransmits_out += 1
                 self.layer.transport.send(self.resp, self.peer)
                 self._schedule(min(2 * interval, self.layer.timers.t2))
 

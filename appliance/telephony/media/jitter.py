@@ -12,7 +12,9 @@ Delay control, in whole frames:
   spread S: J settles near S/2.5, and 2·J + a frame lost < 0.3 % of packets as late even
   at S = 100 ms, while 3·J bought little for 20-40 ms more delay.)
 * start (and restart after an underrun): return "empty" until ``target`` frames are
-  buffered ("prefetch").
+  buffered ("prefetch"). On restart, slots that were missing during the underrun are
+  skipped as lost (the "empty" ticks already stood in for them), so a lost packet at the
+  head of a near-empty buffer costs its own slot, not a permanent extra frame of delay.
 * grow immediately: when the target rises above the current delay, stall (return "empty"
   without consuming) one frame per tick until they match.
 * shrink slowly: at most one frame per second, and only if in the last second the buffer
@@ -54,7 +56,7 @@ class JitterBuffer:
         self.jitter_factor = jitter_factor
         self._ns_to_ticks = clock_rate / 1e9
         # stats
-        self.received = 0  # every packet of the current stream that reached push()
+        self.received = 0  # accepted packets, duplicates and late ones included (all streams)
         self.lost = 0  # slots played as "lost" (never arrived in time, or skipped)
         self.late = 0  # arrived after their slot was played
         self.duplicates = 0
@@ -105,6 +107,7 @@ class JitterBuffer:
         self._last_arrival: float | None = None
         self._last_ts = 0
         self._ever_played = False
+        self._underrun_ticks = 0
         # RTCP receiver-report bookkeeping (RFC 3550 A.3)
         self._base = -1
         self._rr_received = 0
@@ -179,7 +182,17 @@ class JitterBuffer:
             level = self._highest - self._next + 1
         if not self._playing:
             if level < target:
+                if self._ever_played:
+                    self._underrun_ticks += 1
                 return None, "empty"
+            # Restart. The "empty" ticks of an underrun already stood in for the packets that
+            # were missing then: skip those that never came (lost) rather than play them
+            # late, which would push the whole stream back.
+            while self._underrun_ticks and self._next not in self._slots and level > 1:
+                self._skip(1)
+                self._underrun_ticks -= 1
+                level -= 1
+            self._underrun_ticks = 0
             self._playing = True
             self._ever_played = True
             self._delay = level
@@ -187,6 +200,7 @@ class JitterBuffer:
         elif level <= 0:
             self._playing = False
             self.underruns += 1
+            self._underrun_ticks = 1
             return None, "empty"
         elif target > self._delay:
             self._delay += 1  # grow now: hold this frame back one tick

@@ -1,0 +1,96 @@
+"""Streaming 8k↔16k resampling: exact frame sizes, no seams at frame edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from appliance.telephony.media.resample import FrameResampler, Resampler, downsampler, upsampler
+
+
+def _tone(freq, seconds, rate, amp=16000):
+    return (np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate) * amp).astype(np.int16)
+
+
+def _fit_sine(y, freq, rate):
+    """Least-squares amplitude of a sine at ``freq`` and the worst residual sample."""
+    n = np.arange(len(y))
+    basis = np.vstack([np.sin(2 * np.pi * freq * n / rate), np.cos(2 * np.pi * freq * n / rate)]).T
+    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+    return float(np.hypot(*coef)), float(np.max(np.abs(y - basis @ coef)))
+
+
+def _peak_hz(y, rate):
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return np.fft.rfftfreq(len(y), 1 / rate)[np.argmax(spec)]
+
+
+def test_upsample_440_matches_one_shot():
+    x = _tone(440, 1.0, 8000)
+    up = upsampler()
+    frames = [up.process(x[i : i + 160]) for i in range(0, len(x), 160)]
+    assert all(f.shape == (320,) and f.dtype == np.int16 for f in frames)
+    y = np.concatenate(frames).astype(float)
+    lat = up.latency_samples
+    assert lat == 480  # 30 ms, all of it zeros at the very start
+    assert not np.any(y[:lat])
+
+    ref = soxr.resample(x, 8000, 16000).astype(float)
+    a, b = y[lat:], ref[: len(y) - lat]
+    mid = slice(400, len(a) - 400)
+    assert np.max(np.abs(a[mid] - b[mid])) < 0.001 * 16000  # the same signal, seams included
+
+    steady = y[lat + 400 : -400]
+    amp, worst = _fit_sine(steady, 440, 16000)
+    assert abs(20 * np.log10(amp / 16000)) < 1.0
+    assert worst < 0.005 * 16000  # no discontinuity anywhere, frame edges included
+    assert abs(_peak_hz(steady, 16000) - 440) < 3
+
+
+def test_downsample_440_keeps_tone():
+    x = _tone(440, 1.0, 16000)
+    down = downsampler()
+    frames = [down.process(x[i : i + 320]) for i in range(0, len(x), 320)]
+    assert all(f.shape == (160,) for f in frames)
+    y = np.concatenate(frames).astype(float)
+    steady = y[down.latency_samples + 200 : -200]
+    amp, worst = _fit_sine(steady, 440, 8000)
+    assert abs(20 * np.log10(amp / 16000)) < 1.0
+    assert worst < 0.005 * 16000
+    assert abs(_peak_hz(steady, 8000) - 440) < 3
+
+
+def test_downsample_rejects_above_4k():
+    """A 6 kHz tone at 16 kHz must not fold back to 2 kHz on the line."""
+    x = _tone(6000, 0.5, 16000)
+    down = downsampler()
+    y = np.concatenate([down.process(x[i : i + 320]) for i in range(0, len(x), 320)]).astype(float)
+    assert np.max(np.abs(y[400:])) < 16  # > 60 dB down
+
+
+def test_frame_length_exact_over_long_run():
+    up, down = upsampler(), downsampler()
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        assert len(up.process(rng.integers(-3000, 3000, 160, dtype=np.int16))) == 320
+        assert len(down.process(rng.integers(-3000, 3000, 320, dtype=np.int16))) == 160
+    assert up._pending.size == 0 and down._pending.size == 0  # no growing backlog
+
+
+def test_wrong_frame_size_and_reset():
+    up = FrameResampler(8000, 16000)
+    with pytest.raises(ValueError):
+        up.process(np.zeros(100, np.int16))
+    up.process(np.zeros(160, np.int16))
+    up.reset()
+    assert up.latency_samples == 0
+
+
+def test_raw_resampler_total_length_and_flush():
+    r = Resampler(8000, 16000)
+    x = _tone(300, 0.5, 8000)
+    outs = [r.process(x[i : i + 160]) for i in range(0, len(x), 160)]
+    total = sum(len(o) for o in outs) + len(r.flush())
+    assert abs(total - 2 * len(x)) <= 2
+    assert r.process(x[:160].astype(np.float64)).dtype == np.int16  # converted, not rejected

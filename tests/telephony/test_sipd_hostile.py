@@ -169,3 +169,13 @@ def test_max_calls_answers_503_with_retry_after_and_options_reports_full(sandbox
     finally:
         events.close()
         sipd.stop()
+
+
+def test_trunk_mode_allow_list_refuses_other_sources(sandbox, udp):
+    sipd = Sipd(sandbox, extra_sip='allow_from = ["10.20.0.0/16"]\n').start()
+    try:
+        refused = ask(udp, sipd.port, request("INVITE", extra="Contact: <sip:x@127.0.0.1:9>\r\n"))
+        assert (refused.status, refused.reason) == (403, "Source Not Allowed")
+        assert sipd.status().details["refused_forbidden"] == 1 and sipd.status().details["active_calls"] == 0
+    finally:
+        sipd.stop()

@@ -166,6 +166,15 @@ class Transfer(Message):
     replaces: str = ""
 
 
+@control("ctl.send_dtmf")
+@dataclass(frozen=True, kw_only=True)
+class SendDtmf(Message):
+    """Send digits to the caller as RFC 4733 events (an IVR behind the PBX, a PIN prompt)."""
+
+    digits: str
+    duration_ms: int = 160
+
+
 # ---- replies ------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import time
 
-from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, Transfer
+from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
 from ..config import Config
 from ..ipc import create_ring
 from . import sdp
@@ -82,6 +82,7 @@ class SipEndpoint:
         control.on(Hangup, self._ctl(lambda c, m: c.hangup(m.reason)))
         control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
         control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces)))
+        control.on(SendDtmf, self._ctl(lambda c, m: c.media.send_dtmf(m.digits, m.duration_ms)))
         log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls", s.bind, self.transport.local_port,
                  "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)
 

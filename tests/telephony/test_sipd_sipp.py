@@ -92,3 +92,23 @@ def test_a_call_over_tcp(sipd, tmp_path):
     proc = sipp("uac_echo.xml", sipd.port, cwd=str(tmp_path), keys={"codec_pt": 8}, transport="t1",
                 extra=["-d", "500"])
     assert sipp_counts(proc) == (1, 0), proc.stdout[-2000:]
+
+
+def test_agent_sends_dtmf_as_rfc4733_events_that_the_peer_receives(sipd, tmp_path):
+    from appliance.bus import RemoteError
+    from appliance.bus.messages import SendDtmf
+
+    events = EventLog(sipd.run_dir)
+    time.sleep(0.3)
+    proc = sipp("uac_echo.xml", sipd.port, background=True, cwd=str(tmp_path), keys={"codec_pt": 0},
+                extra=["-d", "3000", "-rtp_echo"])
+    events.collect(until=lambda e: isinstance(e, CallAnswered), timeout=10)
+    call_id = events.of(CallStarted)[0].call_id
+    sipd.control(SendDtmf(call_id=call_id, digits="12#"))
+    # SIPp echoes our RTP: the events come back and are decoded like a caller's key presses
+    events.collect(until=lambda e: len(events.of(Dtmf)) >= 3, timeout=10)
+    assert [(d.digit, d.duration_ms) for d in events.of(Dtmf)] == [("1", 160), ("2", 160), ("#", 160)]
+    with pytest.raises(RemoteError, match="digit"):
+        sipd.control(SendDtmf(call_id=call_id, digits="x"))
+    proc.communicate(timeout=30)
+    events.close()

@@ -25,7 +25,7 @@ from .g722 import G722Codec
 from .jitter import JitterBuffer
 from .pacer import Pacer
 from .resample import FrameResampler
-from .rtp import DtmfReceiver, RtpError, RtpPacket, parse_dtmf
+from .rtp import DtmfReceiver, RtpError, RtpPacket, dtmf_packets, parse_dtmf
 
 log = logging.getLogger("appliance.sipd")
 
@@ -125,6 +125,8 @@ class MediaSession:
         self.counters = {"rx_packets": 0, "tx_packets": 0, "bad_packets": 0, "foreign_packets": 0,
                          "rtcp_packets": 0, "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
         self._talking = False
+        self._dtmf_out: list[tuple[bytes, bool] | None] = []  # None = a tick of audio between digits
+        self._dtmf_ts = 0
 
     @staticmethod
     def _socket(host: str, port: int) -> socket.socket:
@@ -186,7 +188,9 @@ class MediaSession:
     def tick(self, now_ns: int) -> None:
         self.in_ring.write(self._next_in_frame(now_ns), now_ns)
         self.counters["frames_in"] += 1
-        if self.sending and self.remote is not None:
+        if self.sending and self.remote is not None and self._dtmf_out:
+            self._send_dtmf_packet()
+        elif self.sending and self.remote is not None:
             frame = self.out_ring.read()
             if frame is not None:
                 self.counters["agent_frames"] += 1
@@ -235,6 +239,33 @@ class MediaSession:
             self.counters["tx_packets"] += 1
             self.counters["frames_out"] += 1
         except OSError as exc:  # ICMP unreachable from a peer that went away: keep the call
+            log.debug("RTP send failed: %s", exc)
+
+    def send_dtmf(self, digits: str, duration_ms: int = 160) -> None:
+        """Queue digits as RFC 4733 events; they replace audio packets while they play."""
+        if self.neg is None or self.neg.dtmf_payload_type is None:
+            raise RuntimeError("the caller did not offer telephone-event: cannot send DTMF")
+        queued = []
+        for digit in digits:
+            queued += list(dtmf_packets(digit, duration_ms)) + [None, None, None]  # 60 ms gap
+        self._dtmf_out += queued
+
+    def _send_dtmf_packet(self) -> None:
+        item = self._dtmf_out.pop(0)
+        if item is None:  # the gap between digits: audio as usual
+            frame = self.out_ring.read()
+            self._send(frame.pcm if frame is not None else SILENCE16, talking=frame is not None)
+            return
+        payload, first = item
+        if first:
+            self._dtmf_ts = self.ts  # every packet of one event carries its start timestamp
+        pkt = RtpPacket(payload_type=self.neg.dtmf_payload_type, sequence=self.seq, timestamp=self._dtmf_ts,
+                        ssrc=self.ssrc, payload=payload, marker=first)
+        self.seq = (self.seq + 1) & 0xFFFF
+        try:
+            self.rtp.sendto(pkt.serialize(), self.remote)
+            self.counters["tx_packets"] += 1
+        except OSError as exc:
             log.debug("RTP send failed: %s", exc)
 
     def flush(self) -> None:

@@ -116,6 +116,41 @@ def rings(ctx: click.Context, clean: bool) -> None:
         click.echo(f"removed {len(removed)} stale ring(s)")
 
 
+@cli.command()
+@click.option("--type", "types", multiple=True, help="only these type prefixes, e.g. call. (repeatable)")
+@click.option("--count", default=0, help="exit after this many events (0 = until Ctrl-C)")
+@click.option("--timeout", default=0.0, help="exit after this many seconds (0 = never)")
+@click.pass_context
+def events(ctx: click.Context, types: tuple[str, ...], count: int, timeout: float) -> None:
+    """Print every service's events as they happen, one line each (call id, type, fields)."""
+    import zmq.asyncio
+
+    from ..bus import Subscriber, endpoints
+
+    config = _load(ctx)
+
+    async def follow() -> None:
+        zctx = zmq.asyncio.Context()
+        sub = Subscriber(zctx, [endpoints.events(config.paths.run_dir, s) for s in config.services.enabled],
+                         types or ("",))
+        seen = 0
+        try:
+            while not count or seen < count:
+                msg = await sub.recv()
+                fields = {k: v for k, v in vars(msg).items() if k not in ("call_id", "ts_ns")}
+                click.echo(f"{msg.ts_ns / 1e9:14.3f} {msg.call_id or '-':<14} {msg.TYPE:<18} "
+                           + " ".join(f"{k}={v}" for k, v in fields.items()), nl=True)
+                seen += 1
+        finally:
+            sub.close()
+            zctx.term()
+
+    try:
+        asyncio.run(asyncio.wait_for(follow(), timeout) if timeout else follow())
+    except (asyncio.TimeoutError, KeyboardInterrupt):
+        pass
+
+
 cli.add_command(bench)
 
 

@@ -112,3 +112,17 @@ def test_agent_sends_dtmf_as_rfc4733_events_that_the_peer_receives(sipd, tmp_pat
         sipd.control(SendDtmf(call_id=call_id, digits="x"))
     proc.communicate(timeout=30)
     events.close()
+
+
+def test_appliancectl_events_prints_a_calls_events(sipd, tmp_path):
+    import subprocess
+    import sys
+
+    tail = subprocess.Popen([sys.executable, "-m", "appliance", "--config", str(sipd.config), "events",
+                             "--type", "call.", "--count", "3", "--timeout", "20"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    out = sipp("uac_echo.xml", sipd.port, cwd=str(tmp_path), keys={"codec_pt": 0}, extra=["-d", "300"])
+    assert sipp_counts(out) == (1, 0)
+    lines = tail.communicate(timeout=30)[0].splitlines()
+    assert [line.split()[2] for line in lines] == ["call.started", "call.answered", "call.ended"]
+    assert len({line.split()[1] for line in lines}) == 1  # one call id on every line

@@ -29,6 +29,19 @@ log = logging.getLogger("appliance.sipd")
 MIN_SE = 90  # RFC 4028 §4: the smallest session interval we accept
 
 
+def session_expires_refusal(req: Request) -> Response | None:
+    """400 for an unreadable Session-Expires, 422 + Min-SE for one below ours (RFC 4028 §8)."""
+    raw = req.headers.get("Session-Expires")
+    if raw is None:
+        return None
+    value = raw.split(";")[0].strip()
+    if not value.isdigit() or len(value) > 9:
+        return make_response(req, 400, "Bad Session-Expires")
+    if int(value) < MIN_SE:
+        return make_response(req, 422, headers=[("Min-SE", str(MIN_SE))])
+    return None
+
+
 def new_call_id() -> str:
     """Our id for a call: safe in ring file names and log lines (SIP Call-IDs are neither)."""
     return "c" + secrets.token_hex(6)
@@ -53,6 +66,7 @@ class Call:
         self.session_id = secrets.randbelow(2**31)
         self.session_version = 1
         self.session_expires = 0
+        self.refresher = "uac"
         self._expiry: asyncio.TimerHandle | None = None
         self._answer_timer: asyncio.TimerHandle | None = None
         self.transfer_pending = False
@@ -118,13 +132,20 @@ class Call:
             self.hangup("error: no ACK")
 
     def on_ack(self, ack: Request) -> None:
-        if self.reliable is not None:
-            self.reliable.ack()
-        if self.negotiated is None and ack.body and self.state == "answered":  # delayed offer
+        """The ACK for our 2xx: matched on the CSeq of the INVITE it answers, whatever
+        in-dialog requests (INFO, UPDATE) arrived before it."""
+        if self.reliable is None or ack.cseq[0] != self.reliable.cseq:
+            return
+        first = not self.reliable.acked.done()
+        self.reliable.ack()
+        if first and self.negotiated is None and self.state == "answered":  # delayed offer
             try:
-                self.negotiated = sdp.negotiate(sdp.parse(ack.body), self.ep.codecs)
+                self.offer = sdp.parse(ack.body) if ack.body else None
+                if self.offer is None:
+                    raise sdp.SdpError("no SDP in the ACK")
+                self.negotiated = sdp.negotiate(self.offer, self.ep.codecs)
             except sdp.SdpError as exc:
-                self.log(logging.WARNING, "unusable SDP in ACK (%s): ending the call", exc)
+                self.log(logging.WARNING, "unusable answer in ACK (%s): ending the call", exc)
                 self.hangup("error: no usable media")
                 return
             self._start_media()
@@ -137,23 +158,51 @@ class Call:
 
     # -- session timer (RFC 4028) -----------------------------------------------------------
     def _session_timer_headers(self, req: Request, headers: list) -> None:
+        """RFC 4028 §9: the caller refreshes when it supports timers and did not ask us to;
+        otherwise we are the refresher and send UPDATEs ourselves."""
         raw = req.headers.get("Session-Expires")
         if raw is None:
             return
         interval = int(raw.split(";")[0].strip())
+        asked = (raw.split("refresher=")[1].split(";")[0].strip().lower() if "refresher=" in raw else "")
+        supports = "timer" in ",".join(req.headers.get_all("Supported")).replace(" ", "").lower().split(",")
+        self.refresher = "uac" if supports and asked != "uas" else "uas"
         self.session_expires = interval
-        headers.append(("Session-Expires", f"{interval};refresher=uac"))
-        if "timer" in ",".join(req.headers.get_all("Supported")).replace(" ", "").split(","):
+        headers.append(("Session-Expires", f"{interval};refresher={self.refresher}"))
+        if supports:
             headers.append(("Require", "timer"))
         self._arm_session_timer()
 
     def _arm_session_timer(self) -> None:
         if self._expiry:
             self._expiry.cancel()
-        if self.session_expires:
-            # RFC 4028 §10: without a refresh by the interval minus min(32, interval/3), end it
+        if not self.session_expires:
+            return
+        if self.refresher == "uas":  # ours to refresh, at half the interval (§7.4)
+            self._expiry = self.ep.loop.call_later(self.session_expires / 2, self._refresh)
+        else:  # §10: without the caller's refresh by interval - min(32, interval/3), end it
             grace = self.session_expires - min(32, self.session_expires / 3)
             self._expiry = self.ep.loop.call_later(grace, self._session_expired)
+
+    def _refresh(self) -> None:
+        if self.state != "answered":
+            return
+        update = self.dialog.request("UPDATE", headers=[
+            ("Session-Expires", f"{self.session_expires};refresher=uas"), ("Supported", "timer")])
+        ct = self.ep.layer.request(update, self.dialog.next_peer())
+
+        async def outcome() -> None:
+            try:
+                resp = await ct.final
+            except TransactionTimeout:
+                resp = Response(status=408, reason="Request Timeout")
+            if resp.status in (408, 481):  # the other side is gone (RFC 4028 §10)
+                self.log(logging.WARNING, "session refresh got %d: ending the call", resp.status)
+                self.hangup("error: session refresh failed")
+            elif self.state == "answered":
+                self._arm_session_timer()
+
+        self.ep.loop.create_task(outcome())
 
     def _session_expired(self) -> None:
         self.log(logging.WARNING, "session timer expired without a refresh: ending the call")
@@ -185,6 +234,10 @@ class Call:
     def _reinvite(self, req: Request, st: ServerTransaction) -> None:
         if self.state != "answered":
             st.respond(make_response(req, 491))
+            return
+        refusal = session_expires_refusal(req)
+        if refusal is not None:
+            st.respond(refusal)
             return
         headers = [("Contact", self.dialog.local_contact), ("Content-Type", "application/sdp")]
         if req.body:
@@ -243,6 +296,8 @@ class Call:
     def end(self, reason: str) -> None:
         if self.state == "ended":
             return
+        if self.state == "incoming":  # e.g. a BYE in the early dialog: the INVITE still needs its final
+            self.invite_st.respond(make_response(self.invite, 487, to_tag=self.dialog.local_tag))
         self.state = "ended"
         for h in (self._expiry, self._answer_timer):
             if h:

@@ -17,7 +17,7 @@ from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, S
 from ..config import Config
 from ..ipc import create_ring
 from . import sdp
-from .call import MIN_SE, Call
+from .call import Call, session_expires_refusal
 from .media.session import MediaClock, MediaSession
 from .ports import PortPool, PortsExhausted
 from .ratelimit import RateLimiter
@@ -140,7 +140,7 @@ class SipEndpoint:
         to_tag = NameAddr.parse(req.headers.get("To")).tag
         if req.method == "ACK":
             call = self.by_dialog.get((req.call_id, to_tag or ""))
-            if call is not None and (req.cseq[0] >= call.dialog.remote_seq):
+            if call is not None:
                 call.on_ack(req)
             self.layer.server_transaction(req, peer)  # ACK for a non-2xx final
             return
@@ -149,6 +149,15 @@ class SipEndpoint:
         st = self.layer.server_transaction(req, peer)
         if st is None:
             return  # retransmission, answered by its transaction
+        try:
+            self._route(req, st, peer, to_tag)
+        except SipParseError as exc:  # a header this request needed was unreadable
+            st.respond(make_response(req, exc.status or 400, exc.reason[:100]))
+        except Exception:
+            log.exception("error handling %s %s", req.method, req.call_id)
+            st.respond(make_response(req, 500))  # answered, so the transaction ends
+
+    def _route(self, req: Request, st, peer: Peer, to_tag: str | None) -> None:
         if to_tag:
             call = self.by_dialog.get((req.call_id, to_tag))
             if call is None:
@@ -226,15 +235,10 @@ class SipEndpoint:
         if unknown:
             st.respond(make_response(req, 420, headers=[("Unsupported", ", ".join(sorted(unknown)))]))
             return
-        se = req.headers.get("Session-Expires")
-        if se is not None:
-            value = se.split(";")[0].strip()
-            if not value.isdigit() or len(value) > 9:
-                st.respond(make_response(req, 400, "Bad Session-Expires"))
-                return
-            if int(value) < MIN_SE:
-                st.respond(make_response(req, 422, headers=[("Min-SE", str(MIN_SE))]))
-                return
+        refusal = session_expires_refusal(req)
+        if refusal is not None:
+            st.respond(refusal)
+            return
         offer = None
         if req.body:
             try:
@@ -246,16 +250,18 @@ class SipEndpoint:
             except sdp.SdpError as exc:
                 st.respond(make_response(req, 400, f"Bad SDP: {str(exc)[:60]}"))
                 return
+        dialog = Dialog.from_invite(  # parses From/To/Contact: a bad one is a 400 before anything is taken
+            req, peer, local_tag=new_tag(),
+            local_contact=f"<sip:agent@{self.public_host}:{self.transport.local_port}"
+                          f"{';transport=tcp' if peer.reliable else ''}>",
+            via_host=self.public_host, via_port=self.transport.local_port)
+        frm = NameAddr.parse(req.headers.get("From"))
+        to = NameAddr.parse(req.headers.get("To"))
         try:
             port = self.ports.take()
         except PortsExhausted:
             st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
             return
-        dialog = Dialog.from_invite(
-            req, peer, local_tag=new_tag(),
-            local_contact=f"<sip:agent@{self.public_host}:{self.transport.local_port}"
-                          f"{';transport=tcp' if peer.reliable else ''}>",
-            via_host=self.public_host, via_port=self.transport.local_port)
         call = None
         try:
             media = MediaSession(self, port)
@@ -272,8 +278,6 @@ class SipEndpoint:
         self.by_dialog[(dialog.call_id, dialog.local_tag)] = call
         self.counters["calls_total"] += 1
         st.respond(make_response(req, 100))
-        frm = NameAddr.parse(req.headers.get("From"))
-        to = NameAddr.parse(req.headers.get("To"))
         headers = {h: req.headers.get(h) for h in PASSED_HEADERS if req.headers.get(h)}
         headers["Call-ID"] = req.call_id
         self.publish(CallStarted(call_id=call.id, caller=frm.uri.user or frm.uri.host, callee=to.uri.user,

@@ -104,7 +104,7 @@ class MediaSession:
         except OSError:
             self.rtp.close()
             raise
-        loop = asyncio.get_event_loop()
+        loop = asyncio.get_running_loop()
         loop.add_reader(self.rtp.fileno(), self._on_rtp)
         loop.add_reader(self.rtcp.fileno(), self._on_rtcp)
         self.loop = loop
@@ -288,16 +288,20 @@ class MediaSession:
     def _on_packet(self, data: bytes, addr) -> None:
         if self.neg is None:
             return
-        if self.remote is not None and addr[:2] != self.remote:
-            if self.latched or addr[0] != self.remote[0] and self.counters["rx_packets"]:
-                self.counters["foreign_packets"] += 1
-                return
+        # Media is taken only from the address the SDP named: anyone else who guesses the port
+        # is dropped, so a stranger cannot inject audio or steal the agent's voice.
+        if addr[0] != self.neg.remote_address or (self.latched and addr[:2] != self.remote):
+            self.counters["foreign_packets"] += 1
+            return
         try:
             pkt = RtpPacket.parse(data)
         except RtpError:
             self.counters["bad_packets"] += 1
             return
-        if not self.latched:  # symmetric RTP (RFC 4961): answer where the media comes from
+        if pkt.payload_type not in (self.neg.codec.payload_type, self.neg.dtmf_payload_type):
+            self.counters["bad_packets"] += 1
+            return
+        if not self.latched:  # symmetric RTP (RFC 4961): answer the port the media comes from
             self.remote, self.latched = addr[:2], True
         self.last_rtp = time.monotonic()
         self.counters["rx_packets"] += 1
@@ -309,14 +313,12 @@ class MediaSession:
                 return
             if digit is not None:
                 self._dtmf(*digit)
-        elif pkt.payload_type == self.neg.codec.payload_type:
+        else:
             # every codec here carries one payload byte per 8 kHz RTP tick: size = duration
             if len(pkt.payload) != self.jitter.frame_samples and 40 <= len(pkt.payload) <= 480 \
                     and self.jitter.received == 0:
                 self.jitter = JitterBuffer(clock_rate=8000, frame_samples=len(pkt.payload))
             self.jitter.push(pkt, time.monotonic_ns())
-        else:
-            self.counters["bad_packets"] += 1
 
     def _on_rtcp(self) -> None:
         for _ in range(RECV_BATCH):

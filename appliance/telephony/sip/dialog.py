@@ -60,8 +60,11 @@ class Dialog:
         return self.call_id, self.local_tag, self.remote_tag
 
     def next_peer(self) -> Peer:
-        """Where in-dialog requests go: the first route or the remote target when it is an IP
-        address we can reach, else back to where the INVITE came from."""
+        """Where in-dialog requests go: over TCP, the connection the call came in on (a
+        caller's Contact port is its listener, not that connection); over UDP the first route
+        or the remote target when it is an IP address, else back to where the INVITE came from."""
+        if self.peer.reliable:
+            return self.peer
         uri = NameAddr.parse(self.route_set[0]).uri if self.route_set else SipUri.parse(self.remote_target)
         transport = (uri.params.get("transport") or self.peer.transport).upper()
         if transport == self.peer.transport and _is_ip(uri.host):

@@ -64,7 +64,7 @@ class ServerTransaction:
         self.acked = asyncio.get_running_loop().create_future()  # INVITE non-2xx: ACK arrived
 
     def respond(self, resp: Response) -> None:
-        if self.state in ("completed", "confirmed", "terminated"):
+        if self.state in ("accepted", "completed", "confirmed", "terminated"):
             return  # a final response was already sent
         self.last_response = resp
         self.layer.transport.send(resp, self.peer)
@@ -72,7 +72,10 @@ class ServerTransaction:
             return
         timers = self.layer.timers
         if self.invite and resp.status < 300:
-            self._terminate()  # retransmitting 2xx belongs to the dialog (Reliable2xx)
+            # RFC 6026 "Accepted": the dialog retransmits the 2xx (Reliable2xx); this state
+            # only absorbs retransmitted INVITEs, so a lost 200 never makes a second call
+            self.state = "accepted"
+            self._schedule(timers.b, self._terminate)
         elif self.invite:
             self.state = "completed"
             if not self.peer.reliable:
@@ -83,6 +86,8 @@ class ServerTransaction:
             self._schedule(0 if self.peer.reliable else timers.b, self._terminate)  # Timer J
 
     def on_retransmission(self, req: Request) -> None:
+        if req.method == "ACK" and self.state == "accepted":
+            return  # an ACK for the 2xx is the dialog's (it has its own branch anyway)
         if req.method == "ACK":
             if self.state == "completed":
                 self.state = "confirmed"
@@ -268,14 +273,15 @@ class TransactionLayer:
 
 class Reliable2xx:
     """Retransmits a 2xx to INVITE until its ACK arrives (RFC 3261 §13.3.1.4): T1 doubling to
-    T2, giving up after 64*T1, after which the call must be ended with BYE."""
+    T2, giving up after 64*T1, after which the call must be ended with BYE. The first copy
+    is the server transaction's to send."""
 
     def __init__(self, layer: TransactionLayer, resp: Response, peer: Peer):
         self.layer = layer
         self.resp = resp
         self.peer = peer
+        self.cseq = resp.cseq[0]  # the ACK that stops us carries this CSeq number
         self.acked = layer.loop.create_future()
-        layer.transport.send(resp, peer)
         if not peer.reliable:
             self._schedule(layer.timers.t1)
         self._deadline = layer.loop.call_later(layer.timers.b, self._give_up)

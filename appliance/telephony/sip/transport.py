@@ -40,8 +40,8 @@ def _emergency_response(data: bytes, status: int, reason: str) -> bytes | None:
     except Exception:
         return None
     first = text.split("\n", 1)[0].rstrip("\r")
-    if first.startswith("SIP/") or not re.search(r" SIP/\d+\.\d+$", first):
-        return None
+    if first.startswith(("SIP/", "ACK ")) or not re.search(r" SIP/\d+\.\d+$", first):
+        return None  # nothing answers a response, and nothing may answer an ACK
     wanted = {"via": None, "v": None, "from": None, "f": None, "to": None, "t": None,
               "call-id": None, "i": None, "cseq": None}
     lines = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ring_agent
+from testutil import ring_agent
 
 from appliance.ipc import (
     FRAME_SAMPLES,

@@ -7,13 +7,12 @@ import asyncio
 import os
 import signal
 import socket
-import sys
-import time
+import subprocess
 
 import pytest
 import zmq
 import zmq.asyncio
-from conftest import spawn, wait_for
+from testutil import spawn, wait_for
 
 from appliance.bus import ControlClient, decode_payload, endpoints
 from appliance.bus.messages import ServiceStatus, StatusRequest

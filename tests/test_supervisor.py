@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import pid_alive, spawn, wait_for
+from testutil import pid_alive, spawn, wait_for
 
-from appliance.ipc import RingWriter, create_ring
+from appliance.ipc import RingWriter
 
 
 def appliancectl(sandbox, *args, timeout=30) -> subprocess.CompletedProcess:

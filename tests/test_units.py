@@ -6,7 +6,7 @@ from __future__ import annotations
 import configparser
 import tomllib
 
-from conftest import REPO
+from testutil import REPO
 
 from appliance.config.schema import SERVICES
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ..ipc import FRAME_NS, RingReader, RingWriter, create_ring
-from .stats import summarize
+from .stats import summarize, table
 
 
 def _call_ids(calls: int) -> list[str]:
@@ -141,5 +141,4 @@ def render(r: dict) -> str:
         ("latency p50 / p95 / p99", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} µs"),
         ("latency max", f"{lat['max']:.0f} µs"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return table(rows)

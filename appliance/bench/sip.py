@@ -15,7 +15,7 @@ import time
 
 from ..bus.messages import CallEnded
 from .sipdrive import EventLog, Sipd, make_sandbox, sipp, sipp_counts
-from .stats import summarize
+from .stats import summarize, table
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -86,5 +86,4 @@ def render(r: dict) -> str:
         ("sipd CPU", f"{r['sipd_cpu_pct']:.1f} % of a core"),
         ("errors in sipd log", f"{r['errors_in_log']}"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return table(rows)

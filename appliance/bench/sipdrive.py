@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 
-from appliance.bus import ControlClient, Subscriber, endpoints
+from appliance.bus import ControlClient, endpoints
 from appliance.bus.messages import StatusRequest
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"

@@ -13,3 +13,9 @@ def summarize(values, scale: float = 1.0) -> dict[str, float]:
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
     return {"n": int(a.size), "p50": float(p50), "p95": float(p95), "p99": float(p99),
             "max": float(a.max()), "mean": float(a.mean())}
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    """Two aligned columns, as every `appliancectl bench` prints its figures."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

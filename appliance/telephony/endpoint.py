@@ -15,7 +15,6 @@ import time
 
 from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
 from ..config import Config
-from ..ipc import create_ring
 from . import sdp
 from .call import Call, session_expires_refusal
 from .media.session import MediaClock, MediaSession

@@ -32,13 +32,6 @@ def dominant_hz(pcm: np.ndarray) -> float:
     return float(np.fft.rfftfreq(len(pcm), 1 / 16000)[np.argmax(spectrum)])
 
 
-@pytest.fixture
-def sipd(sandbox):
-    s = Sipd(sandbox).start()
-    yield s
-    s.stop()
-
-
 def read_call(sipd, events, proc, deadline_s=30):
     """Follow the call's in ring from answer to hangup; returns (frames, CallEnded)."""
     events.collect(until=lambda e: isinstance(e, CallAnswered), timeout=10)

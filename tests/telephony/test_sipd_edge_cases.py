@@ -87,6 +87,7 @@ class RawUac:
 
 @pytest.fixture
 def sipd(sandbox):
+    """Two calls at most: a leaked port pair or call shows up fast."""
     s = Sipd(sandbox, max_calls=2).start()
     yield s
     s.stop()

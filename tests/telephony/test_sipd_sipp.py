@@ -4,24 +4,16 @@ transfer against a PBX-side peer, registration with digest, hostile input."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 
 import numpy as np
 import pytest
 from sipd_harness import PCAPS, EventLog, Sipd, free_port, sipp, sipp_counts, sipp_lost
 
-from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Dtmf, TransferProgress
+from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Dtmf
 from appliance.ipc import RingReader, RingWriter
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="scripts/test installs sip-tester")
-
-
-@pytest.fixture
-def sipd(sandbox):
-    s = Sipd(sandbox).start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -17,13 +17,6 @@ from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Hangup,
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="scripts/test installs sip-tester")
 
 
-@pytest.fixture
-def sipd(sandbox):
-    s = Sipd(sandbox).start()
-    yield s
-    s.stop()
-
-
 def answered_call(events, n=1) -> list[str]:
     events.collect(until=lambda e: len(events.of(CallAnswered)) >= n, timeout=10)
     return [e.call_id for e in events.of(CallAnswered)]

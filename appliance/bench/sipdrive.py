@@ -52,27 +52,25 @@ def make_sandbox(shm_parent: str = "/dev/shm") -> dict:
     return {"root": root, "config": config, "run_dir": root / "run", "shm_dir": shm}
 
 
-class Sipd:
-    """sipd in its own process with a config of its own; `events` collects what it publishes."""
+class Service:
+    """One appliance service in its own process with the sandbox's config; ready when its
+    control socket says so. Used for sipd, asrd and ttsd by benches and tests alike."""
 
-    def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int = 60):
+    def __init__(self, sandbox: dict, name: str):
         self.sandbox = sandbox
-        self.port = free_port()
-        rtp = 20000 + random.randrange(0, 5000) * 2
+        self.name = name
         self.config = sandbox["config"]
-        text = self.config.read_text()
-        text += f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\nrtp_port_min = {rtp}\n' \
-                f"rtp_port_max = {rtp + 4 * max_calls + 99}\nmax_calls = {max_calls}\n{extra_sip}\n"
-        self.config.write_text(text)
         self.run_dir = str(sandbox["run_dir"])
         self.shm_dir = sandbox["shm_dir"]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Sipd":
-        self.log = open(Path(self.sandbox["root"]) / "sipd.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance.services.sipd", "--config", str(self.config)],
+    def start(self, timeout: float = 60.0, wait_ready: bool = True):
+        self.log = open(Path(self.sandbox["root"]) / f"{self.name}.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", f"appliance.services.{self.name}", "--config", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        if not wait_ready:
+            return self
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if self.status().state == "ready":
@@ -80,9 +78,9 @@ class Sipd:
             except Exception:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError("sipd died at start:\n" + self.output())
+                raise RuntimeError(f"{self.name} died at start:\n" + self.output())
             time.sleep(0.1)
-        raise RuntimeError("sipd not ready:\n" + self.output())
+        raise RuntimeError(f"{self.name} not ready:\n" + self.output())
 
     def output(self) -> str:
         self.log.flush()
@@ -97,7 +95,7 @@ class Sipd:
 
     async def _request(self, msg, timeout):
         ctx = zmq.asyncio.Context()
-        client = ControlClient(ctx, endpoints.control(self.run_dir, "sipd"))
+        client = ControlClient(ctx, endpoints.control(self.run_dir, self.name))
         try:
             return await client.request(msg, timeout)
         finally:
@@ -115,15 +113,32 @@ class Sipd:
         return self.output()
 
 
-class EventLog:
-    """Subscribes to sipd's events in a background thread-free way: call ``collect``."""
+class Sipd(Service):
+    """sipd on loopback ports of its own."""
 
-    def __init__(self, run_dir: str):
+    def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int = 60):
+        super().__init__(sandbox, "sipd")
+        self.port = free_port()
+        rtp = 20000 + random.randrange(0, 5000) * 2
+        text = self.config.read_text()
+        text += f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\nrtp_port_min = {rtp}\n' \
+                f"rtp_port_max = {rtp + 4 * max_calls + 99}\nmax_calls = {max_calls}\n{extra_sip}\n"
+        self.config.write_text(text)
+
+    def start(self, timeout: float = 20.0, wait_ready: bool = True) -> "Sipd":
+        return super().start(timeout, wait_ready)
+
+
+class EventLog:
+    """Subscribes to services' events without a thread: call ``collect``."""
+
+    def __init__(self, run_dir: str, services=("sipd",)):
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoints.events(run_dir, "sipd"))
+        for service in services:
+            self.sock.connect(endpoints.events(run_dir, service))
         self.events: list = []
 
     def collect(self, until=None, timeout: float = 10.0):

@@ -123,6 +123,102 @@ class Dtmf(Message):
     duration_ms: int
 
 
+# ---- speech events (asrd, ttsd) -------------------------------------------------------------
+
+
+@event("speech.started")
+@dataclass(frozen=True, kw_only=True)
+class SpeechStarted(Message):
+    """The caller started speaking: ``seq``/``at_ns`` are the in-ring frame where speech began
+    (its capture time), not when we noticed, so barge-in and latency maths use true times."""
+
+    utterance: int
+    seq: int
+    at_ns: int
+
+
+@event("speech.stopped")
+@dataclass(frozen=True, kw_only=True)
+class SpeechStopped(Message):
+    """The endpoint: ``end_ns`` is the end of the last voiced frame; ``reason`` is "silence",
+    "max-length" (cut, more follows), "call-ended", or "too-short" (dropped, no final follows)."""
+
+    utterance: int
+    seq: int
+    end_ns: int
+    reason: str = "silence"
+
+
+@event("asr.partial")
+@dataclass(frozen=True, kw_only=True)
+class AsrPartial(Message):
+    """A hypothesis while the caller speaks (backends that stream); may change."""
+
+    utterance: int
+    text: str
+    stable: bool = False
+
+
+@event("asr.final")
+@dataclass(frozen=True, kw_only=True)
+class AsrFinal(Message):
+    """The recognised utterance. ``words``: {"word", "start_ns", "end_ns", "conf"} each;
+    ``digits`` is ``text`` with spoken numbers as digits (for the agent's tools);
+    ``latency_ms`` is from the end of speech to this event."""
+
+    utterance: int
+    text: str
+    digits: str
+    confidence: float
+    start_ns: int
+    end_ns: int
+    latency_ms: float
+    words: list[dict[str, Scalar]] = field(default_factory=list)
+    truncated: bool = False  # cut at vad.max_utterance_s: the caller was still speaking
+
+
+@event("asr.dropped")
+@dataclass(frozen=True, kw_only=True)
+class AsrDropped(Message):
+    """An utterance that will get no final: its queue overflowed, or recognition failed."""
+
+    utterance: int
+    reason: str
+
+
+@event("tts.started")
+@dataclass(frozen=True, kw_only=True)
+class TtsStarted(Message):
+    """The first frame of a turn is in the out-ring (``seq``); ``latency_ms`` from the first say."""
+
+    turn: str
+    seq: int
+    latency_ms: float
+
+
+@event("tts.mark")
+@dataclass(frozen=True, kw_only=True)
+class TtsMark(Message):
+    """The turn's text up to ``char_end`` is in the out-ring, ending at frame ``seq``."""
+
+    turn: str
+    char_end: int
+    seq: int
+
+
+@event("tts.finished")
+@dataclass(frozen=True, kw_only=True)
+class TtsFinished(Message):
+    """A turn ended: played out, or cancelled. ``spoken`` is the text the caller heard (whole
+    clauses, then the words of a cut clause in proportion to its frames played)."""
+
+    turn: str
+    spoken: str
+    cancelled: bool
+    frames: int
+    error: str = ""
+
+
 # ---- control requests ---------------------------------------------------------------------
 
 
@@ -173,6 +269,26 @@ class SendDtmf(Message):
 
     digits: str
     duration_ms: int = 160
+
+
+@control("tts.say")
+@dataclass(frozen=True, kw_only=True)
+class Say(Message):
+    """Speak ``text`` (a clause or sentence) as part of ``turn``; clauses of one turn queue in
+    order. ``last`` marks the turn's final clause, so tts.finished can follow it."""
+
+    turn: str
+    text: str
+    last: bool = True
+
+
+@control("tts.cancel")
+@dataclass(frozen=True, kw_only=True)
+class Cancel(Message):
+    """Barge-in: stop this call's speech within one frame and flush what sipd has queued.
+    Answered with the text the caller heard (also in tts.finished)."""
+
+    turn: str = ""  # "" = whatever is playing
 
 
 # ---- replies ------------------------------------------------------------------------------

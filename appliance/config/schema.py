@@ -83,6 +83,55 @@ class Sip:
 
 
 @dataclass(frozen=True)
+class Vad:
+    backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames) or silero (32 ms chunks, better on noise)",
+                       choices=("webrtc", "silero"))
+    aggressiveness: int = key(3, doc="webrtc: 0 (lenient) to 3 (strict about what is speech)", min=0, max=3)
+    threshold: float = key(0.5, doc="silero: speech probability above which a chunk is speech", min=0.05, max=0.95)
+    energy_floor_dbfs: float = key(-50.0, doc="frames quieter than this are never speech (line hiss)", min=-90.0, max=-10.0)
+    start_ms: int = key(60, doc="voiced audio within 100 ms that makes a speech start", min=20, max=500)
+    end_silence_ms: int = key(240, doc="silence after speech that ends an utterance (the endpoint)", min=60, max=3000)
+    min_speech_ms: int = key(120, doc="utterances with less voiced audio (a click, a cough) are dropped", min=20, max=2000)
+    preroll_ms: int = key(200, doc="audio before the detected start that is kept (soft word onsets)", min=0, max=1000)
+    max_utterance_s: float = key(15.0, doc="an utterance longer than this is cut and recognised in parts", min=2.0, max=30.0)
+
+
+@dataclass(frozen=True)
+class Asr:
+    backend: str = key("whisper", doc="whisper (faster-whisper, CPU or CUDA) or riva (a Riva server on the box)",
+                       choices=("whisper", "riva"))
+    model: str = key("whisper-base-en", doc="whisper: the model manifest name in models/ (whisper-tiny-en, whisper-base-en)")
+    device: str = key("cpu", doc="whisper: cpu or cuda", choices=("cpu", "cuda"))
+    threads: int = key(2, doc="whisper: CPU threads per decode", min=1, max=64)
+    beam_size: int = key(1, doc="whisper: beam width (1 = greedy, fastest)", min=1, max=10)
+    context_s: float = key(10.0, doc="whisper: encoder window; shorter than 30 s is much faster, below ~10 s loops",
+                           min=8.0, max=30.0)
+    early_decode_ms: int = key(120, doc="start decoding after this much trailing silence, before the endpoint "
+                                        "(speculative; redone if the caller goes on); 0 = off", min=0, max=3000)
+    queue_per_call: int = key(4, doc="utterances waiting per call; past this the oldest is dropped and reported",
+                              min=1, max=64)
+    riva_server: str = key("127.0.0.1:50051", doc="riva: host:port of the Riva gRPC server")
+    riva_language: str = key("en-US", doc="riva: language code")
+    boost_words: list[str] = key([], doc="riva: words to boost (the agent's vocabulary: names, products)")
+    boost_score: float = key(20.0, doc="riva: boost applied to boost_words", min=0.0, max=100.0)
+    timeout_s: float = key(10.0, doc="a recognition that takes longer is abandoned and reported", min=0.5, max=120.0)
+
+
+@dataclass(frozen=True)
+class Tts:
+    backend: str = key("piper", doc="piper (ONNX on onnxruntime), riva (a Riva server), espeak (espeak-ng, robotic)",
+                       choices=("piper", "riva", "espeak"))
+    voice: str = key("piper-joe-us", doc="piper: the voice manifest name in models/")
+    length_scale: float = key(1.0, doc="piper: speaking rate (above 1 is slower)", min=0.5, max=2.0)
+    fallback: bool = key(True, doc="use espeak-ng when the configured backend's model cannot load")
+    lead_ms: int = key(100, doc="audio written ahead of playout; what a barge-in flush must drop", min=20, max=1000)
+    riva_server: str = key("127.0.0.1:50051", doc="riva: host:port of the Riva gRPC server")
+    riva_voice: str = key("", doc="riva: voice name (empty = the server's default)")
+    riva_language: str = key("en-US", doc="riva: language code")
+    timeout_s: float = key(10.0, doc="a synthesis that takes longer is abandoned and reported", min=0.5, max=120.0)
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
     log: Log = field(default_factory=Log)
@@ -90,4 +139,7 @@ class Config:
     services: Services = field(default_factory=Services)
     supervisor: Supervisor = field(default_factory=Supervisor)
     sip: Sip = field(default_factory=Sip)
+    vad: Vad = field(default_factory=Vad)
+    asr: Asr = field(default_factory=Asr)
+    tts: Tts = field(default_factory=Tts)
     source: str = field(default="<defaults>", metadata={"internal": True})

@@ -24,6 +24,7 @@ from ..bus import ControlServer, Publisher, endpoints
 from ..bus.messages import ServiceReady, ServiceStatus, ServiceStopping, StatusRequest
 from ..config import Config, ConfigError, load
 from ..ipc import sweep_stale
+from ..speech.errors import ModelError
 from . import logs
 from .notify import Notifier
 
@@ -184,7 +185,7 @@ def run_service(name: str, component_factory: Callable[[Config], Component] | No
     component = component_factory(config) if component_factory else None
     try:
         code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings).run())
-    except StartupError as exc:
-        log.error("%s", exc)
+    except (StartupError, ModelError) as exc:
+        log.error("%s", exc)  # a missing model says which and how to fix it, then exits non-zero
         code = 1
     sys.exit(code)

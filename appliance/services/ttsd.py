@@ -1,14 +1,15 @@
 """appliance-ttsd: speech synthesis into the out rings, cancellable.
 
-Entry point of the systemd unit appliance-ttsd.service and of `appliancectl up`. Only wires
-the runtime; the service's own component plugs in through `run_service`.
+Entry point of the systemd unit appliance-ttsd.service and of `appliancectl up`; wires the
+runtime to the Synthesis component (appliance/speech/synthesis.py).
 """
 
 from ..runtime.service import run_service
+from ..speech.synthesis import Synthesis
 
 
 def main(argv=None) -> None:
-    run_service("ttsd", argv=argv)
+    run_service("ttsd", Synthesis, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Speech: voice activity, recognition (asrd) and synthesis (ttsd), with pluggable backends."""

@@ -1,0 +1,67 @@
+"""Config → backend instance. The one place that knows which class serves which setting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import Config
+from .asr.base import AsrBackend
+from .errors import ModelError
+from .tts.base import TtsBackend
+
+log = logging.getLogger("appliance.speech")
+
+
+def _model_path(config: Config, name: str) -> Path:
+    from ..models.store import locate
+
+    return Path(locate(config, name))
+
+
+def make_asr(config: Config) -> AsrBackend:
+    cfg = config.asr
+    if cfg.backend == "riva":
+        from .asr.riva import RivaAsr
+
+        backend = RivaAsr.from_config(cfg)
+        backend.check()
+        return backend
+    from .asr.whisper import WhisperAsr
+
+    return WhisperAsr(_model_path(config, cfg.model), device=cfg.device, threads=cfg.threads,
+                      beam_size=cfg.beam_size, context_s=cfg.context_s)
+
+
+def _voice_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    voices = sorted(path.glob("*.onnx"))
+    if not voices:
+        raise ModelError(f"no .onnx voice in {path}")
+    return voices[0]
+
+
+def make_tts(config: Config) -> TtsBackend:
+    """The configured voice; when it cannot load and ``tts.fallback`` is on, espeak-ng, so the
+    agent can still say "please hold, transferring you" instead of going silent."""
+    cfg = config.tts
+    try:
+        if cfg.backend == "riva":
+            from .tts.riva import RivaTts
+
+            backend = RivaTts.from_config(cfg)
+            if hasattr(backend, "check"):
+                backend.check()
+            return backend
+        if cfg.backend == "piper":
+            from .tts.piper import PiperTts
+
+            return PiperTts(_voice_file(_model_path(config, cfg.voice)), length_scale=cfg.length_scale)
+    except ModelError as exc:
+        if not cfg.fallback:
+            raise
+        log.error("%s; falling back to espeak-ng (tts.fallback = true)", exc)
+    from .tts.espeak import EspeakTts
+
+    return EspeakTts(timeout_s=cfg.timeout_s)

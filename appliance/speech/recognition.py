@@ -1,0 +1,330 @@
+"""asrd's work: every live call's in-ring → VAD/endpointing → recogniser → bus events.
+
+One asyncio task reads all rings every 20 ms (VAD is microseconds a frame); recognition runs
+off the loop. Fairness: each call has its own bounded queue of finished utterances and the
+worker takes them round-robin, so a call that talks a lot waits for its own backlog, not
+others'; past ``asr.queue_per_call`` the oldest is dropped and reported (asr.dropped).
+
+Speculative decoding: when the caller has been quiet for ``asr.early_decode_ms`` the
+utterance so far is decoded at once; if the endpoint then comes with no new speech, that
+result is the final, so recognition time hides inside the endpoint's silence. A streaming
+backend (Riva) instead gets audio as it arrives and gives partials.
+
+Nothing here outlives the ring: after a restart calls are re-attached from the live rings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..bus import Subscriber, endpoints
+from ..bus.messages import (AsrDropped, AsrFinal, AsrPartial, CallEnded, CallStarted, SpeechStarted,
+                            SpeechStopped)
+from ..config import Config
+from ..ipc import FRAME_NS, RingError, RingReader, inspect
+from ..runtime.logs import call_context
+from . import textnorm
+from .asr.base import AsrBackend, AsrStream, Transcript
+from .errors import BackendError
+from .vad import Early, Ended, Endpointer, Started, make_vad
+
+log = logging.getLogger("appliance.asrd")
+
+
+@dataclass
+class Job:
+    call_id: str
+    ended: Ended
+    queued_ns: int = field(default_factory=time.monotonic_ns)
+
+
+@dataclass
+class Speculation:
+    utterance: int
+    voiced_frames: int
+    future: asyncio.Future
+
+
+class CallAudio:
+    """One call: its ring reader, endpointer, queue and (streaming backends) open stream."""
+
+    def __init__(self, call_id: str, reader: RingReader, endpointer: Endpointer, queue_len: int):
+        self.call_id = call_id
+        self.reader = reader
+        self.endpointer = endpointer
+        self.queue: deque[Job] = deque()
+        self.queue_len = queue_len
+        self.speculation: Speculation | None = None
+        self.stream: AsrStream | None = None
+        self.stream_utterance = 0
+        self.ended = False
+
+
+class Recognition:
+    """The asrd component (runtime.service.Component)."""
+
+    def __init__(self, config: Config, backend: AsrBackend | None = None):
+        self.config = config
+        self.backend = backend
+        self.calls: dict[str, CallAudio] = {}
+        self.runtime = None
+        self.tasks: list[asyncio.Task] = []
+        self.work = asyncio.Event()
+        self.rr: deque[str] = deque()  # round-robin order of calls with queued jobs
+        self.busy = 0  # decodes in flight (finals and speculations)
+        # One decode at a time for a local model (it already uses every core); streams to a
+        # server are I/O-bound and each needs its own thread while it waits for the final.
+        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self.streams = ThreadPoolExecutor(max_workers=16, thread_name_prefix="asr-stream")
+        self.counters = {"utterances": 0, "finals": 0, "dropped": 0, "too_short": 0, "no_speech": 0,
+                         "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self, runtime) -> None:
+        self.runtime = runtime
+        if self.backend is None:
+            from .backends import make_asr
+
+            self.backend = await asyncio.get_running_loop().run_in_executor(None, make_asr, self.config)
+        log.info("recogniser %s ready", self.backend.name)
+        self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
+        self._reattach()
+        self.tasks = [asyncio.create_task(self._events(), name="events"),
+                      asyncio.create_task(self._frames(), name="frames"),
+                      asyncio.create_task(self._worker(), name="worker")]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.sub.close()
+        for call in list(self.calls.values()):
+            self._detach(call)
+        self.decoder.shutdown(wait=False, cancel_futures=True)
+        self.streams.shutdown(wait=False, cancel_futures=True)
+        if self.backend is not None:
+            self.backend.close()
+
+    def status(self) -> dict:
+        return {"backend": self.backend.name if self.backend else "", "calls": len(self.calls),
+                "queued": sum(len(c.queue) for c in self.calls.values()), **self.counters}
+
+    def publish(self, msg) -> None:
+        if self.runtime is not None and self.runtime.publisher is not None:
+            self.runtime.publisher.publish(msg)
+
+    # -- calls ----------------------------------------------------------------------------------
+    def _reattach(self) -> None:
+        """After a restart: every in-ring with a live writer is a call in progress."""
+        for info in inspect(self.config.paths.shm_dir):
+            if info.direction == "in" and info.writer_alive and not info.closed:
+                self.attach(info.call_id)
+
+    def attach(self, call_id: str) -> None:
+        if call_id in self.calls:
+            return
+        try:
+            reader = RingReader(self.config.paths.shm_dir, call_id, "in", from_now=True)
+        except (RingError, OSError) as exc:
+            with call_context(call_id):
+                log.warning("cannot read the call's audio ring: %s", exc)
+            return
+        endpointer = Endpointer(self.config.vad, make_vad(self.config.vad),
+                                early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms)
+        self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call)
+        with call_context(call_id):
+            log.info("listening")
+
+    def _detach(self, call: CallAudio) -> None:
+        self.calls.pop(call.call_id, None)
+        self.counters["ring_lost"] += call.reader.lost
+        if call.stream is not None:
+            call.stream.abort()
+            call.stream = None
+        call.reader.close()
+
+    def end_call(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.ended:
+            return
+        self._drain(call)
+        for item in call.endpointer.close():
+            self._handle(call, item)
+        call.ended = True
+        if not call.queue:
+            self._detach(call)
+
+    async def _events(self) -> None:
+        async for msg in self.sub:
+            if isinstance(msg, CallStarted):
+                self.attach(msg.call_id)
+            elif isinstance(msg, CallEnded):
+                self.end_call(msg.call_id)
+            elif msg.TYPE == "call.answered" and msg.call_id not in self.calls:
+                self.attach(msg.call_id)
+
+    # -- audio → endpointing --------------------------------------------------------------------
+    async def _frames(self) -> None:
+        interval = FRAME_NS / 1e9
+        while True:
+            for call in list(self.calls.values()):
+                if call.ended:
+                    continue
+                self._drain(call)
+                if call.reader.writer_closed():  # sipd ended the stream; the event may be lost
+                    self.end_call(call.call_id)
+            await asyncio.sleep(interval)
+
+    def _drain(self, call: CallAudio) -> None:
+        with call_context(call.call_id):
+            for frame in call.reader.frames():
+                self.counters["frames"] += 1
+                for item in call.endpointer.push(frame.seq, frame.capture_ns, frame.pcm):
+                    self._handle(call, item)
+                if call.stream is not None and call.endpointer.in_speech:
+                    call.stream.feed(call.endpointer.frames[-1])
+
+    def _handle(self, call: CallAudio, item) -> None:
+        cid = call.call_id
+        if isinstance(item, Started):
+            self.counters["utterances"] += 1
+            self.publish(SpeechStarted(call_id=cid, utterance=item.utterance, seq=item.seq, at_ns=item.at_ns))
+            if self.backend.streaming:
+                self._open_stream(call, item.utterance)
+        elif isinstance(item, Early):
+            # Speculate only with a free decoder: a guess must never delay another call's final.
+            if any(c.queue for c in self.calls.values()) or self.busy:
+                return
+            if call.speculation is not None:
+                call.speculation.future.cancel()  # an older guess not yet started is void
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self.decoder, self._transcribe, item.audio)
+            call.speculation = Speculation(item.utterance, item.voiced_frames, fut)
+            self.busy += 1
+            fut.add_done_callback(self._speculation_done)
+        elif isinstance(item, Ended):
+            self.publish(SpeechStopped(call_id=cid, utterance=item.utterance, seq=item.seq, end_ns=item.end_ns,
+                                       reason=item.reason))
+            if item.reason == "too-short":
+                self.counters["too_short"] += 1
+                if call.stream is not None:
+                    call.stream.abort()
+                    call.stream = None
+                return
+            if len(call.queue) >= call.queue_len:
+                old = call.queue.popleft()
+                self._drop(cid, old.ended.utterance, "queue full")
+            call.queue.append(Job(cid, item))
+            if cid not in self.rr:
+                self.rr.append(cid)
+            self.work.set()
+
+    def _open_stream(self, call: CallAudio, utterance: int) -> None:
+        loop = asyncio.get_running_loop()
+        cid = call.call_id
+
+        def partial(text: str, stable: bool) -> None:  # called from the stream's thread
+            loop.call_soon_threadsafe(self.publish, AsrPartial(call_id=cid, utterance=utterance, text=text,
+                                                               stable=stable))
+
+        try:
+            call.stream = self.backend.open_stream(partial)
+            call.stream_utterance = utterance
+            for pcm in call.endpointer.frames:  # the preroll and first voiced frames
+                call.stream.feed(pcm)
+        except BackendError as exc:
+            log.warning("cannot open a recognition stream: %s", exc)
+            call.stream = None
+
+    def _speculation_done(self, _fut) -> None:
+        self.busy -= 1
+
+    def _drop(self, call_id: str, utterance: int, reason: str) -> None:
+        self.counters["dropped"] += 1
+        with call_context(call_id):
+            log.warning("utterance %d dropped: %s", utterance, reason)
+        self.publish(AsrDropped(call_id=call_id, utterance=utterance, reason=reason))
+
+    # -- recognition ----------------------------------------------------------------------------
+    def _transcribe(self, audio: np.ndarray) -> Transcript:
+        return self.backend.transcribe(audio, self.config.asr.timeout_s)
+
+    def _next_job(self) -> tuple[CallAudio, Job] | None:
+        while self.rr:
+            cid = self.rr.popleft()
+            call = self.calls.get(cid)
+            if call is None or not call.queue:
+                continue
+            job = call.queue.popleft()
+            if call.queue:
+                self.rr.append(cid)
+            return call, job
+        return None
+
+    async def _worker(self) -> None:
+        while True:
+            picked = self._next_job()
+            if picked is None:
+                self.work.clear()
+                await self.work.wait()
+                continue
+            call, job = picked
+            self.busy += 1
+            try:
+                await self._recognise(call, job)
+            except Exception:  # never let one utterance stop recognition for every call
+                log.exception("recognition failed")
+            finally:
+                self.busy -= 1
+            if call.ended and not call.queue and call.call_id in self.calls:
+                self._detach(call)
+
+    async def _recognise(self, call: CallAudio, job: Job) -> None:
+        ended, cid = job.ended, call.call_id
+        loop = asyncio.get_running_loop()
+        timeout = self.config.asr.timeout_s
+        spec = call.speculation
+        try:
+            if call.stream is not None and call.stream_utterance == ended.utterance:
+                stream, call.stream = call.stream, None
+                fut = loop.run_in_executor(self.streams, stream.finish, timeout)
+            elif spec is not None and spec.utterance == ended.utterance and spec.voiced_frames == ended.voiced_frames:
+                self.counters["speculative_hits"] += 1
+                fut = spec.future
+            else:
+                if spec is not None and spec.utterance == ended.utterance:
+                    self.counters["speculative_misses"] += 1
+                fut = loop.run_in_executor(self.decoder, self._transcribe, ended.audio)
+            if spec is not None and spec.utterance <= ended.utterance:
+                call.speculation = None
+            transcript = await asyncio.wait_for(asyncio.shield(fut), timeout + 1.0)
+        except (BackendError, asyncio.TimeoutError) as exc:
+            self.counters["errors"] += 1
+            self._drop(cid, ended.utterance, f"recognition failed: {exc or 'timeout'}")
+            return
+        if not transcript.text:
+            self.counters["no_speech"] += 1
+            self.publish(AsrDropped(call_id=cid, utterance=ended.utterance,
+                                    reason=f"no speech ({transcript.meta.get('reason', 'empty')})"))
+            return
+        self.counters["finals"] += 1
+        start = ended.audio_start_ns
+        words = [{"word": w.text, "start_ns": start + int(w.start * 1e9), "end_ns": start + int(w.end * 1e9),
+                  "conf": round(w.conf, 3)} for w in transcript.words]
+        now = time.monotonic_ns()
+        self.publish(AsrFinal(
+            call_id=cid, utterance=ended.utterance, text=transcript.text, digits=textnorm.to_digits(transcript.text),
+            confidence=round(transcript.confidence, 3), start_ns=start, end_ns=ended.end_ns,
+            latency_ms=round((now - ended.end_ns) / 1e6, 1), words=words, truncated=ended.reason == "max-length",
+            ts_ns=now,
+        ))
+        with call_context(cid):
+            log.info("final %d (%.0f ms after speech): %s", ended.utterance, (now - ended.end_ns) / 1e6,
+                     transcript.text)

@@ -1,0 +1,37 @@
+"""The one interface every synthesiser implements.
+
+``synthesize`` is a generator of int16 chunks at the backend's own rate: ttsd resamples to
+the ring's 16 kHz and can stop between chunks, so a cancel never waits for a whole sentence.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Iterator
+
+import numpy as np
+
+RING_RATE = 16_000
+
+
+class TtsBackend(abc.ABC):
+    name: str = ""
+    sample_rate: int = 16_000
+
+    @abc.abstractmethod
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """Speech for ``text`` (already normalised for speech) as mono int16 chunks."""
+
+    def close(self) -> None:
+        pass
+
+
+def to_ring_rate(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """A whole clause's audio to the ring's 16 kHz (clauses start and end in silence, so
+    resampling each on its own leaves no seams)."""
+    if rate == RING_RATE or len(pcm) == 0:
+        return pcm.astype(np.int16, copy=False)
+    import soxr
+
+    out = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, RING_RATE, quality="HQ")
+    return (np.clip(out, -1.0, 1.0) * 32767).astype(np.int16)

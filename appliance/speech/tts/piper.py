@@ -1,0 +1,92 @@
+"""Piper voices, run on onnxruntime by our own code; only phonemisation comes from piper-tts.
+
+Why not ``piper.PiperVoice``: the ONNX session is the part that matters for speed and for the
+GPU box (the same graph becomes a TensorRT engine), so we own it: thread count, providers,
+sentence-by-sentence output. Licence: the voice's ONNX and this code are not GPL, but the
+phonemiser (piper-tts's espeakbridge, i.e. libespeak-ng) is GPL-3.0. It is confined to
+``_phonemizer()`` below; a box that must not ship GPL code uses Riva TTS, or replaces that
+one function with a permissively licensed G2P that emits the same IPA symbols (README,
+"Speech", licence note).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import TtsBackend
+
+log = logging.getLogger("appliance.tts")
+
+BOS, EOS, PAD = "^", "$", "_"
+
+
+def _phonemizer():
+    try:
+        from piper.phonemize_espeak import EspeakPhonemizer
+    except ImportError as exc:
+        raise ModelError(f"the Piper phonemiser is not installed ({exc}): pip install piper-tts") from None
+    return EspeakPhonemizer()
+
+
+class PiperTts(TtsBackend):
+    name = "piper"
+
+    def __init__(self, model_path: str | Path, config_path: str | Path | None = None, *,
+                 length_scale: float = 1.0, threads: int = 1, providers: list[str] | None = None):
+        model_path = Path(model_path)
+        config_path = Path(config_path) if config_path else model_path.with_name(model_path.name + ".json")
+        for path in (model_path, config_path):
+            if not path.is_file():
+                raise ModelError(f"Piper voice file {path} is missing: run `appliancectl models verify`")
+        try:
+            config = json.loads(config_path.read_text())
+            self.sample_rate = int(config["audio"]["sample_rate"])
+            self.espeak_voice = config.get("espeak", {}).get("voice", "en-us")
+            self.id_map: dict[str, list[int]] = config["phoneme_id_map"]
+            inference = config.get("inference", {})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"Piper voice config {config_path} is not usable: {exc!r}") from None
+        self.scales = np.array([inference.get("noise_scale", 0.667), length_scale * inference.get("length_scale", 1.0),
+                                inference.get("noise_w", 0.8)], dtype=np.float32)
+        try:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(model_path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except ImportError as exc:
+            raise ModelError(f"onnxruntime is not installed ({exc}): pip install onnxruntime") from None
+        except Exception as exc:  # onnxruntime raises its own types for a corrupt graph
+            raise ModelError(f"Piper voice {model_path} does not load: {exc}") from None
+        self.phonemizer = _phonemizer()
+        self.model_path = model_path
+
+    def phoneme_ids(self, text: str) -> list[list[int]]:
+        """One id sequence per sentence, as the voice was trained: ^ _ p _ p _ ... $"""
+        out = []
+        for sentence in self.phonemizer.phonemize(self.espeak_voice, text):
+            ids = list(self.id_map[BOS]) + list(self.id_map[PAD])
+            for ph in sentence:
+                ph = unicodedata.normalize("NFD", ph)
+                if ph in self.id_map:
+                    ids += self.id_map[ph] + self.id_map[PAD]
+            ids += self.id_map[EOS]
+            if len(ids) > 3:
+                out.append(ids)
+        return out
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        for ids in self.phoneme_ids(text):
+            arr = np.array([ids], dtype=np.int64)
+            audio = self.session.run(None, {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
+                                            "scales": self.scales})[0].squeeze()
+            yield (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)

@@ -1,0 +1,140 @@
+"""ttsd as a real process on the CPU default (Piper joe-us on onnxruntime): text in, audio in
+the call's out-ring, checked by transcribing it back with the real recogniser."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from appliance.bench.speechdrive import read_all
+from appliance.bus.messages import Cancel, Say, TtsFinished, TtsMark, TtsStarted
+from appliance.ipc import FRAME_NS, RingReader
+from appliance.speech.textnorm import for_wer
+
+GREETING = "Thank you for calling Riverside Dental. How can I help you today?"
+LONG = ("Our opening hours are Monday to Friday from eight in the morning until six in the evening, "
+        "and on Saturdays from nine until one, but we are closed on Sundays and public holidays.")
+
+
+@pytest.fixture(scope="module")
+def whisper(models_dir):
+    from appliance.speech.asr.whisper import WhisperAsr
+
+    return WhisperAsr(models_dir / "whisper-base-en")
+
+
+def transcribe(whisper, pcm) -> str:
+    return for_wer(whisper.transcribe(pcm, 30).text)
+
+
+def collect_playout(reader: RingReader, until, timeout=30.0) -> np.ndarray:
+    """Read the out-ring in real time, as sipd's 20 ms tick does, until ``until()``."""
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline and not until():
+        out.append(read_all(reader))
+        time.sleep(0.02)
+    out.append(read_all(reader))
+    return np.concatenate(out)
+
+
+def test_text_becomes_intelligible_audio_in_the_out_ring(service, speech_config, calls, events, whisper):
+    ttsd = service("ttsd")
+    calls.start_call("c1")
+    reader = RingReader(speech_config_shm(speech_config), "c1", "out")
+    assert ttsd.control(Say(call_id="c1", turn="t1", text=GREETING)).TYPE == "reply.ok"
+    pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
+    heard = transcribe(whisper, pcm)
+    assert {"thank", "calling", "dental", "help", "today"} <= set(heard.split()), heard
+    (started,), marks, (finished,) = events.of(TtsStarted), events.of(TtsMark), events.of(TtsFinished)
+    assert started.turn == "t1" and started.latency_ms > 0
+    assert marks and marks[-1].char_end == len(GREETING) and marks == sorted(marks, key=lambda m: m.seq)
+    assert not finished.cancelled and finished.spoken == GREETING and finished.frames * 320 >= len(pcm) - 320
+
+
+def speech_config_shm(speech_config) -> str:
+    import tomllib
+
+    return tomllib.loads(speech_config.path.read_text())["paths"]["shm_dir"]
+
+
+def test_numbers_are_spoken_as_words(service, speech_config, calls, events, whisper):
+    ttsd = service("ttsd")
+    calls.start_call("c2")
+    reader = RingReader(speech_config_shm(speech_config), "c2", "out")
+    ttsd.control(Say(call_id="c2", turn="t", text="Your total is $12.50, due at 3:30 pm."))
+    pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
+    heard = transcribe(whisper, pcm)
+    assert "twelve" in heard and "fifty" in heard and "three" in heard, heard
+
+
+def test_cancel_stops_within_one_frame_and_reports_what_was_heard(service, speech_config, calls, events, whisper):
+    ttsd = service("ttsd")
+    calls.start_call("c3")
+    shm = speech_config_shm(speech_config)
+    reader = RingReader(shm, "c3", "out")
+    calls.out_readers = {"c3": reader}  # the stand-in's flush skips this reader, as sipd's does
+    ttsd.control(Say(call_id="c3", turn="long", text=LONG))
+    played = collect_playout(reader, lambda: False, timeout=2.0)  # about 2 s heard
+    reply = ttsd.control(Cancel(call_id="c3", turn="long"))
+    head_at_cancel = reader.head
+    time.sleep(0.5)
+    assert reader.head - head_at_cancel <= 1, "ttsd kept writing after the cancel"
+    assert calls.flushes == ["c3"], "ttsd did not ask sipd to flush the queued audio"
+    events.collect(lambda e: isinstance(e, TtsFinished), timeout=5)
+    (finished,) = events.of(TtsFinished)
+    assert finished.cancelled and finished.spoken == reply.detail
+    spoken = finished.spoken.split()
+    assert 2 <= len(spoken) < len(LONG.split()) and LONG.startswith(finished.spoken)
+    # What it says was heard matches the audio that was played (within a word or two).
+    assert abs(finished.frames * FRAME_NS / 1e9 - len(played) / 16000) < 0.25
+    heard = transcribe(whisper, played).split()
+    assert abs(len(heard) - len(spoken)) <= 3, (heard, spoken)
+    # The call goes on: the next turn speaks normally.
+    ttsd.control(Say(call_id="c3", turn="next", text="Sorry, go ahead."))
+    events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == "next", timeout=15)
+
+
+def test_two_calls_get_their_own_audio(service, speech_config, calls, events, whisper):
+    ttsd = service("ttsd")
+    shm = speech_config_shm(speech_config)
+    readers = {}
+    for cid in ("x", "y"):
+        calls.start_call(cid)
+        readers[cid] = RingReader(shm, cid, "out")
+    ttsd.control(Say(call_id="x", turn="1", text="The pharmacy opens at nine."))
+    ttsd.control(Say(call_id="y", turn="1", text="Your parcel was delivered yesterday."))
+    done = lambda: len([e for e in events.of(TtsFinished)]) >= 2  # noqa: E731
+    out = {cid: [] for cid in readers}
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        events.collect(timeout=0.01)
+        for cid, r in readers.items():
+            out[cid].append(read_all(r))
+        time.sleep(0.02)
+    for cid, r in readers.items():
+        out[cid].append(read_all(r))
+    x, y = (transcribe(whisper, np.concatenate(out[c])) for c in ("x", "y"))
+    assert "pharmacy" in x and "parcel" not in x, x
+    assert "parcel" in y and "pharmacy" not in y, y
+
+
+def test_say_to_an_unknown_call_is_a_clear_error(service, speech_config):
+    ttsd = service("ttsd")
+    reply = ttsd.control(Say(call_id="nobody", turn="t", text="Hello."))
+    assert reply.TYPE == "reply.error" and "nobody" in reply.reason
+
+
+def test_a_missing_voice_falls_back_to_espeak_or_stops(service, speech_config, sandbox):
+    speech_config.add('[tts]\nvoice = "piper-nobody"')
+    ttsd = service("ttsd")
+    assert ttsd.status().details["backend"] == "espeak"
+    assert "piper-nobody" in ttsd.output()
+    ttsd.stop()
+    speech_config.add("")
+    text = speech_config.path.read_text().replace('voice = "piper-nobody"', 'voice = "piper-nobody"\nfallback = false')
+    speech_config.path.write_text(text)
+    again = service("ttsd", wait_ready=False)
+    assert again.proc.wait(30) != 0
+    assert "piper-nobody" in again.output() and "Traceback" not in again.output()

@@ -1,0 +1,101 @@
+"""The endpointer frame by frame, with the real detectors on real (Piper) speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.bench.speechdrive import frames_of, synthetic_speech
+from appliance.config.schema import Vad
+from appliance.ipc import FRAME_NS
+from appliance.speech.vad import Early, Ended, Endpointer, SileroVad, Started, WebRtcVad, frame_dbfs
+
+SPEECH = "Please put me through to the accounts department."
+
+
+def run(ep: Endpointer, pcm: np.ndarray, t0: int = 10**12, seq0: int = 0) -> list:
+    out = []
+    for i, frame in enumerate(frames_of(pcm)):
+        out += ep.push(seq0 + i, t0 + i * FRAME_NS, frame)
+    return out
+
+
+def trim(pcm: np.ndarray) -> np.ndarray:
+    """The voiced span only (Piper pads its sentences with silence of its own)."""
+    loud = np.flatnonzero(np.abs(pcm) > 300)
+    return pcm[loud[0]:loud[-1] + 1]
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16000 * seconds), np.int16)
+
+
+@pytest.mark.parametrize("vad", ["webrtc", "silero"])
+def test_one_utterance_with_true_start_and_end_times(vad):
+    speech = synthetic_speech(SPEECH)
+    cfg = Vad(backend=vad)
+    ep = Endpointer(cfg, WebRtcVad(3) if vad == "webrtc" else SileroVad(0.5))
+    out = run(ep, np.concatenate([silence(1.0), speech, silence(1.0)]))
+    starts, ends = [o for o in out if isinstance(o, Started)], [o for o in out if isinstance(o, Ended)]
+    assert len(starts) == 1 and len(ends) == 1
+    voiced = np.flatnonzero(np.abs(speech) > 500)
+    true_start, true_end = 1.0 + voiced[0] / 16000, 1.0 + voiced[-1] / 16000
+    assert abs((starts[0].at_ns - 10**12) / 1e9 - true_start) < 0.1
+    assert abs((ends[0].end_ns - 10**12) / 1e9 - true_end) < 0.15
+    assert ends[0].reason == "silence"
+    # The audio handed to the recogniser holds the whole utterance plus the preroll.
+    assert len(ends[0].audio) >= len(speech) * 0.9
+    assert ends[0].audio_start_ns <= starts[0].at_ns - cfg.preroll_ms * 1_000_000 + FRAME_NS
+
+
+def test_endpoint_waits_for_end_silence_not_a_short_pause():
+    a, b = trim(synthetic_speech("Yes.")), trim(synthetic_speech("That is right."))
+    ep = Endpointer(Vad(end_silence_ms=400), WebRtcVad(3))
+    out = run(ep, np.concatenate([silence(0.5), a, silence(0.2), b, silence(1.0)]))
+    assert [type(o).__name__ for o in out] == ["Started", "Ended"]  # a 200 ms pause is not the end
+
+
+def test_early_decode_fires_once_then_end_follows():
+    ep = Endpointer(Vad(end_silence_ms=300), WebRtcVad(3), early_decode_ms=100)
+    out = run(ep, np.concatenate([silence(0.5), synthetic_speech(SPEECH), silence(1.0)]))
+    kinds = [type(o).__name__ for o in out]
+    # An early decode at every pause of 100 ms; only the last one holds the whole utterance.
+    assert kinds[0] == "Started" and kinds[-2:] == ["Early", "Ended"] and set(kinds[1:-1]) == {"Early"}
+    earlies, ended = out[1:-1], out[-1]
+    assert earlies[-1].voiced_frames == ended.voiced_frames  # nothing new after it: its result stands
+    assert all(e.voiced_frames < ended.voiced_frames for e in earlies[:-1])
+
+
+def test_silence_noise_and_hiss_never_start():
+    rng = np.random.default_rng(1)
+    hiss = rng.normal(0, 100, 16000 * 3).astype(np.int16)  # about -50 dBFS
+    assert frame_dbfs(hiss[:320]) < -45
+    ep = Endpointer(Vad(), WebRtcVad(3))
+    assert run(ep, np.concatenate([silence(2), hiss])) == []
+
+
+def test_max_length_cuts_and_goes_on():
+    talk = np.concatenate([synthetic_speech(SPEECH)] * 4)
+    ep = Endpointer(Vad(max_utterance_s=3.0), WebRtcVad(3))
+    out = run(ep, np.concatenate([silence(0.3), talk, silence(1.0)]))
+    ends = [o for o in out if isinstance(o, Ended)]
+    assert len(ends) >= 3 and ends[0].reason == "max-length"
+    assert ends[-1].reason in ("silence", "too-short")  # a cut right at the end leaves only silence
+    assert all(len(e.audio) <= 3.0 * 16000 + 320 * 12 for e in ends)
+    # Consecutive parts neither overlap nor leave a gap in the audio.
+    for prev, nxt in zip(ends, ends[1:]):
+        assert nxt.audio_start_ns == prev.audio_start_ns + len(prev.audio) // 320 * FRAME_NS
+
+
+def test_close_mid_utterance_ends_it():
+    ep = Endpointer(Vad(), WebRtcVad(3))
+    run(ep, np.concatenate([silence(0.3), synthetic_speech(SPEECH)]))
+    (ended,) = ep.close()
+    assert ended.reason == "call-ended"
+    assert ep.close() == []
+
+
+def test_frames_of_the_wrong_size_are_refused():
+    ep = Endpointer(Vad(), WebRtcVad(3))
+    with pytest.raises(ValueError, match="320"):
+        ep.push(0, 0, np.zeros(160, np.int16))

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import zmq
@@ -26,13 +27,16 @@ class CallSource:
 
     def __init__(self, run_dir: str, shm_dir: str):
         self.run_dir, self.shm_dir = str(run_dir), str(shm_dir)
+        Path(self.run_dir).mkdir(parents=True, exist_ok=True)
+        self.out_readers: dict[str, RingReader] = {}  # set by a test: what a flush skips
         self.writers: dict[str, RingWriter] = {}
         self.flushes: list[str] = []
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True, name="sipd-stand-in")
         self.thread.start()
-        self._ready.wait(5)
+        if not self._ready.wait(5):
+            raise RuntimeError("the sipd stand-in did not start (its sockets could not bind)")
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -54,7 +58,7 @@ class CallSource:
     def _flush(self, msg: PlayFlush) -> Ok:
         """What sipd does on a barge-in: drop the queued agent audio (here: skip the reader)."""
         self.flushes.append(msg.call_id)
-        reader = self.out_readers.get(msg.call_id) if hasattr(self, "out_readers") else None
+        reader = self.out_readers.get(msg.call_id)
         if reader is not None:
             reader.cursor = reader.head
         return Ok(call_id=msg.call_id)

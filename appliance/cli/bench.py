@@ -53,3 +53,43 @@ def bench_sip(calls: int, seconds: float, rate: float, codec: str, json_path: st
     result = sip.run(calls=calls, seconds=seconds, rate=rate, codec=codec)
     click.echo(sip.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("asr")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", default=None, help="model manifest name [default: asr.model from the config]")
+@click.option("--g711", is_flag=True, help="send the audio through 8 kHz µ-law first, as on a phone line")
+@click.option("--early-ms", default=None, type=int, help="speculative decode after this much silence (0 = off) "
+                                                          "[default: asr.early_decode_ms]")
+@click.option("--speed", default=1.0, show_default=True, help="playback speed into the ring (1 = real time)")
+@click.option("--json", "json_path", default="bench-results/asr.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_asr(ctx: click.Context, directory: str, model: str | None, g711: bool, early_ms: int | None, speed: float,
+              json_path: str) -> None:
+    """WER and latency after end of speech through a real asrd: DIR holds WAV + .txt pairs."""
+    from ..bench import speech
+    from .main import _load
+
+    config = _load(ctx)
+    model = model or config.asr.model
+    early = config.asr.early_decode_ms if early_ms is None else early_ms
+    click.echo(f"bench asr: {directory} with {model}{' via G.711' if g711 else ''}, in real time ...")
+    result = speech.run_asr(config, Path(directory), model=model, g711=g711, early_ms=early, speed=speed)
+    click.echo(speech.render_asr(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("tts")
+@click.option("--repeat", default=3, show_default=True, help="times through the 10 agent sentences")
+@click.option("--json", "json_path", default="bench-results/tts.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_tts(ctx: click.Context, repeat: int, json_path: str) -> None:
+    """Time to first audio through a real ttsd, and the voice's real-time factor."""
+    from ..bench import speech
+    from .main import _load
+
+    config = _load(ctx)
+    click.echo(f"bench tts: {config.tts.backend} voice {config.tts.voice}, {repeat} x 10 sentences ...")
+    result = speech.run_tts(config, repeat=repeat)
+    click.echo(speech.render_tts(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

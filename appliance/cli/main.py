@@ -12,6 +12,7 @@ import click
 
 from ..config import ConfigError, Config, default_path, load
 from .bench import bench
+from .models import models
 
 
 def _load(ctx: click.Context) -> Config:
@@ -152,6 +153,7 @@ def events(ctx: click.Context, types: tuple[str, ...], count: int, timeout: floa
 
 
 cli.add_command(bench)
+cli.add_command(models)
 
 
 def main() -> None:

@@ -1,9 +1,8 @@
 """Errors a speech backend raises, so a service can tell 'cannot start' from 'this one failed'."""
 
+from ..models.errors import ModelError
 
-class ModelError(RuntimeError):
-    """A model is missing, corrupt or will not load. The message says which file and what to do;
-    a service that gets it at start exits non-zero (systemd restarts it) instead of hanging."""
+__all__ = ["BackendError", "ModelError"]
 
 
 class BackendError(RuntimeError):

@@ -75,6 +75,7 @@ class Recognition:
         self.backend = backend
         self.calls: dict[str, CallAudio] = {}
         self.runtime = None
+        self.sub: Subscriber | None = None
         self.tasks: list[asyncio.Task] = []
         self.work = asyncio.Event()
         self.rr: deque[str] = deque()  # round-robin order of calls with queued jobs
@@ -104,7 +105,8 @@ class Recognition:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.sub.close()
+        if self.sub is not None:
+            self.sub.close()
         for call in list(self.calls.values()):
             self._detach(call)
         self.decoder.shutdown(wait=False, cancel_futures=True)

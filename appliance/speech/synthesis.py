@@ -70,7 +70,7 @@ class Turn:
     first_say_ns: int
     text: str = ""
     frames: int = 0
-    clauses: list[list] = field(default_factory=list)  # [text, first frame, frames written] per clause
+    clauses: list[list] = field(default_factory=list)  # per clause: see _speak_clause
     started: bool = False
 
 
@@ -103,6 +103,8 @@ class Synthesis:
         self.backend = backend
         self.voices: dict[str, CallVoice] = {}
         self.runtime = None
+        self.sub: Subscriber | None = None
+        self.sipd: ControlClient | None = None
         self.tasks: list[asyncio.Task] = []
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self.lead_frames = max(1, config.tts.lead_ms // (FRAME_NS // 1_000_000))
@@ -128,8 +130,9 @@ class Synthesis:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.sub.close()
-        self.sipd.close()
+        for sock in (self.sub, self.sipd):
+            if sock is not None:
+                sock.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def status(self) -> dict:
@@ -254,8 +257,10 @@ class Synthesis:
         first = turn.frames
         spoken = textnorm.for_speech(clause.text)
         pending = np.zeros(0, dtype=np.int16)
-        turn.clauses.append([clause.text, first, 0])
+        entry = [clause.text, first, 0, 0]  # text, first frame, frames written, frames synthesised
+        turn.clauses.append(entry)
         async for chunk in self._synth(spoken, voice):
+            entry[3] += -(-len(chunk) // FRAME_SAMPLES)
             pending = np.concatenate([pending, chunk])
             pending = await self._write_frames(voice, turn, pending, final=False)
             if pending is None:
@@ -337,15 +342,16 @@ class Synthesis:
 
 
 def heard_text(clauses: list[list], heard_frames: int) -> str:
-    """Whole clauses whose frames all played, then the played share of the cut clause's words."""
+    """Whole clauses whose frames all played, then the played share of the cut clause's words
+    (against the clause's whole synthesised length, not what was written before the cut)."""
     out = []
-    for text, first, count in clauses:
-        if heard_frames >= first + count:
+    for text, first, written, total in clauses:
+        if heard_frames >= first + written and written >= total:
             out.append(text)
             continue
-        if heard_frames > first and count:
+        if heard_frames > first and total:
             words = text.split()
-            share = int(len(words) * (heard_frames - first) / count)
+            share = int(len(words) * min(heard_frames - first, total) / total)
             if share:
                 out.append(" ".join(words[:share]))
         break

@@ -1,12 +1,13 @@
 # Sourced by scripts/test and scripts/demo: make sure this checkout can run, idempotently.
 #   - Debian packages the Python dependencies build against (only the missing ones; sudo if not root)
 #   - a venv at .venv with the package installed editable, reinstalled only when pyproject.toml changes
-# Set APPLIANCE_EXTRAS (comma list, e.g. "test" or "test,cpu") to choose optional groups.
+# Set APPLIANCE_EXTRAS (comma list; default "test,cpu") to choose optional groups.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.venv"
-APT_PACKAGES=(gcc pkg-config libsystemd-dev sip-tester baresip)  # SIPp and baresip: real SIP peers for the tests
+APT_PACKAGES=(gcc pkg-config libsystemd-dev sip-tester baresip espeak-ng)  # SIPp and baresip: real SIP peers for the tests;
+# espeak-ng: the emergency voice when no TTS model loads
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -39,7 +40,7 @@ pick_python() {
 ensure_venv() {
     local py extras stamp want
     py="$(pick_python)"
-    extras="${APPLIANCE_EXTRAS:-test}"
+    extras="${APPLIANCE_EXTRAS:-test,cpu}"
     # systemd-python compiles against Python.h: Debian's own python3 needs python3-dev for it
     if ! "$py" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
         apt_install_missing python3-dev

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from appliance.bench.speechdrive import read_all
+from appliance.bus import RemoteError
 from appliance.bus.messages import Cancel, Say, TtsFinished, TtsMark, TtsStarted
 from appliance.ipc import FRAME_NS, RingReader
 from appliance.speech.textnorm import for_wer
@@ -122,8 +123,9 @@ def test_two_calls_get_their_own_audio(service, speech_config, calls, events, wh
 
 def test_say_to_an_unknown_call_is_a_clear_error(service, speech_config):
     ttsd = service("ttsd")
-    reply = ttsd.control(Say(call_id="nobody", turn="t", text="Hello."))
-    assert reply.TYPE == "reply.error" and "nobody" in reply.reason
+    with pytest.raises(RemoteError, match="no live call 'nobody'"):
+        ttsd.control(Say(call_id="nobody", turn="t", text="Hello."))
+    assert ttsd.status().state == "ready"
 
 
 def test_a_missing_voice_falls_back_to_espeak_or_stops(service, speech_config, sandbox):

@@ -1,0 +1,194 @@
+"""`appliancectl bench asr DIR` and `bench tts`: the speech services measured as processes.
+
+bench asr plays each WAV into a call's in-ring in real time (as sipd would), through a real
+asrd, and scores the finals: WER against the .txt (jiwer, after textnorm.for_wer on both
+sides) and latency from the end of speech (the last voiced frame's capture time) to the
+final on the bus. That latency includes the endpoint's silence wait, i.e. it is the
+"endpointing + ASR final" part of the turn budget. ``--g711`` sends the audio through the
+8 kHz µ-law path of sipd's codec and resamplers first, as a phone call would.
+
+bench tts asks a real ttsd to speak typical agent sentences and takes the time from tts.say
+to the first frame in the out-ring (tts.started), plus the backend's real-time factor.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ..bus.messages import AsrFinal, Say, SpeechStopped, TtsFinished, TtsStarted
+from ..config import Config
+from .sipdrive import EventLog, Service, make_sandbox
+from .speechdrive import CallSource, play
+from .stats import summarize, table
+
+AGENT_SENTENCES = [
+    "Thank you for calling Riverside Dental, how can I help you today?",
+    "Sure, I can help with that.",
+    "Let me check the calendar for Tuesday morning.",
+    "I have an opening at nine thirty or at eleven fifteen, which would you prefer?",
+    "Your appointment is booked for Tuesday at 9:30 am.",
+    "Could you spell your last name for me, please?",
+    "The total comes to $45.50, and you can pay at the front desk.",
+    "One moment, I am transferring you to the billing team.",
+    "Is there anything else I can help you with?",
+    "Thanks for calling, goodbye!",
+]
+
+
+def read_wav_16k(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError(f"{path}: need mono 16-bit PCM")
+        rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    if rate != 16000:
+        import soxr
+
+        pcm = (np.clip(soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000), -1, 1) * 32767).astype(np.int16)
+    return pcm
+
+
+def phone_line(pcm: np.ndarray) -> np.ndarray:
+    """16 kHz → 8 kHz → G.711 µ-law → 8 kHz → 16 kHz through sipd's own codec and resamplers."""
+    from ..telephony.media.g711 import ulaw_decode, ulaw_encode
+    from ..telephony.media.resample import downsampler, upsampler
+
+    down, up = downsampler(), upsampler()
+    out = []
+    for i in range(0, len(pcm) - 319, 320):
+        narrow = ulaw_decode(ulaw_encode(down.process(pcm[i:i + 320])))
+        out.append(up.process(narrow))
+    return np.concatenate(out) if out else np.zeros(0, np.int16)
+
+
+def _sandbox(config: Config, extra: str) -> dict:
+    sandbox = make_sandbox()
+    text = sandbox["config"].read_text().replace(f'models_dir = "{sandbox["root"]}/models"',
+                                                 f'models_dir = "{config.paths.models_dir}"')
+    sandbox["config"].write_text(text + extra)
+    return sandbox
+
+
+def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms: int, speed: float = 1.0) -> dict:
+    import jiwer
+
+    from ..speech.textnorm import for_wer
+
+    clips = sorted(p for p in directory.glob("*.wav") if p.with_suffix(".txt").exists())
+    if not clips:
+        raise RuntimeError(f"no WAV files with a .txt transcript beside them in {directory}")
+    sandbox = _sandbox(config, f'\n[asr]\nmodel = "{model}"\nearly_decode_ms = {early_ms}\n')
+    asrd = Service(sandbox, "asrd").start()
+    source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
+    events = EventLog(str(sandbox["run_dir"]), services=("asrd",))
+    rows, latencies, refs, hyps = [], [], [], []
+    try:
+        for n, clip in enumerate(clips):
+            call = f"bench{n}"
+            writer = source.start_call(call)
+            deadline = time.monotonic() + 10
+            while asrd.status().details["calls"] < 1 and time.monotonic() < deadline:
+                source.publish_started(call)
+                time.sleep(0.1)
+            pcm = read_wav_16k(clip)
+            if g711:
+                pcm = phone_line(pcm)
+            silence = np.zeros(8000, np.int16)
+            events.events.clear()
+            play(writer, np.concatenate([silence, pcm, silence, silence, silence]), speed=speed)
+            time.sleep(0.2)
+            source.end_call(call)
+            events.collect(lambda e: isinstance(e, AsrFinal) or getattr(e, "TYPE", "") == "asr.dropped", timeout=15)
+            time.sleep(0.3)
+            events.collect(timeout=0.2)
+            finals = events.of(AsrFinal)
+            text = " ".join(f.text for f in finals)
+            stops = [s for s in events.of(SpeechStopped) if s.reason != "too-short"]
+            lat = [f.latency_ms for f in finals if any(s.utterance == f.utterance and s.reason == "silence"
+                                                       for s in stops)]
+            latencies += lat
+            ref = clip.with_suffix(".txt").read_text().strip()
+            refs.append(for_wer(ref))
+            hyps.append(for_wer(text))
+            rows.append({"clip": clip.name, "ref": ref, "hyp": text, "latency_ms": lat,
+                         "wer": round(jiwer.wer(refs[-1], hyps[-1]) if refs[-1] else 0.0, 3)})
+            deadline = time.monotonic() + 5
+            while asrd.status().details["calls"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        status = asrd.status().details
+    finally:
+        events.close()
+        source.close()
+        asrd.stop()
+    return {
+        "bench": "asr", "dir": str(directory), "model": model, "g711": g711, "early_decode_ms": early_ms,
+        "clips": len(clips), "wer": round(jiwer.wer(refs, hyps), 4),
+        "latency_after_speech_ms": summarize(latencies),
+        "speculative_hits": status.get("speculative_hits", 0), "speculative_misses": status.get("speculative_misses", 0),
+        "per_clip": rows,
+    }
+
+
+def render_asr(r: dict) -> str:
+    lat = r["latency_after_speech_ms"]
+    rows = [(c["clip"], f'wer {c["wer"]:.2f}  {c["hyp"]!r}') for c in r["per_clip"]]
+    rows += [("model", f'{r["model"]}{" via 8 kHz G.711" if r["g711"] else ""}'),
+             ("WER", f'{100 * r["wer"]:.1f} % over {r["clips"]} clips'),
+             ("final after end of speech", f'p50 {lat["p50"]:.0f} ms  p95 {lat["p95"]:.0f} ms  max {lat["max"]:.0f} ms '
+                                           f'(n={lat["n"]}; includes the endpoint silence)'),
+             ("speculative decodes used", f'{r["speculative_hits"]} (missed {r["speculative_misses"]})')]
+    return table(rows)
+
+
+def run_tts(config: Config, *, repeat: int = 3) -> dict:
+    from ..bus.messages import Ok
+    from ..speech.backends import make_tts
+    from ..speech.textnorm import for_speech
+
+    # Real-time factor of the backend alone, in this process.
+    backend = make_tts(config)
+    rtf, first_chunk = [], []
+    for sentence in AGENT_SENTENCES * repeat:
+        t0 = time.perf_counter()
+        chunks = []
+        for chunk in backend.synthesize(for_speech(sentence)):
+            if not chunks:
+                first_chunk.append(time.perf_counter() - t0)
+            chunks.append(chunk)
+        took = time.perf_counter() - t0
+        rtf.append(took / max(sum(len(c) for c in chunks) / backend.sample_rate, 1e-3))
+    # Time to first audio through the real ttsd process (tts.say → first frame in the ring).
+    sandbox = _sandbox(config, f'\n[tts]\nbackend = "{config.tts.backend}"\nvoice = "{config.tts.voice}"\n')
+    ttsd = Service(sandbox, "ttsd").start()
+    source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
+    events = EventLog(str(sandbox["run_dir"]), services=("ttsd",))
+    first_audio = []
+    try:
+        source.start_call("bench")
+        time.sleep(0.3)
+        for i, sentence in enumerate(AGENT_SENTENCES * repeat):
+            reply = ttsd.control(Say(call_id="bench", turn=f"t{i}", text=sentence), timeout=5)
+            if not isinstance(reply, Ok):
+                raise RuntimeError(f"ttsd refused: {reply}")
+            events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == f"t{i}", timeout=30)
+        first_audio = [e.latency_ms for e in events.of(TtsStarted)]
+    finally:
+        events.close()
+        source.close()
+        ttsd.stop()
+    return {"bench": "tts", "backend": backend.name, "sentences": len(AGENT_SENTENCES) * repeat,
+            "first_audio_ms": summarize(first_audio), "backend_first_chunk_ms": summarize(first_chunk, 1000),
+            "rtf": summarize(rtf)}
+
+
+def render_tts(r: dict) -> str:
+    fa, fc, rtf = r["first_audio_ms"], r["backend_first_chunk_ms"], r["rtf"]
+    return table([
+        ("backend", f'{r["backend"]}, {r["sentences"]} sentences'),
+        ("first audio in the ring (ttsd)", f'p50 {fa["p50"]:.0f} ms  p95 {fa["p95"]:.0f} ms  max {fa["max"]:.0f} ms'),
+        ("first chunk (backend alone)", f'p50 {fc["p50"]:.0f} ms  p95 {fc["p95"]:.0f} ms'),
+        ("real-time factor", f'p50 {rtf["p50"]:.3f}  p95 {rtf["p95"]:.3f}'),
+    ])

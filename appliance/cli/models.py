@@ -1,0 +1,93 @@
+"""`appliancectl models ...`: list the models, verify their files, set up the ones made of parts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import Config
+
+
+def _config(ctx: click.Context) -> Config:
+    from .main import _load  # main imports this module
+
+    return _load(ctx)
+
+
+@click.group()
+def models() -> None:
+    """Models: list them, check every file against its sha256, set up those made of parts."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    """Every model with its source and status (ok, missing package, not set up, missing, corrupt).
+    The status trusts a file's stamp while its size and mtime are unchanged; `verify` hashes all.
+    Exit 2 when a manifest is invalid."""
+    from ..models.store import manifest_dirs, scan_manifests, status
+
+    config = _config(ctx)
+    good, bad = scan_manifests(config)
+    rows = [(m.name, m.kind, m.backend, ", ".join(m.sources) + ("" if m.in_place else " (joined at setup)"),
+             status(config, m)) for m in good.values()]
+    header = ("NAME", "KIND", "BACKEND", "SOURCE", "STATUS")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    click.echo(f"manifests from {', '.join(map(str, manifest_dirs(config)))}")
+    for exc in bad:
+        click.echo(exc.render(), err=True)
+    sys.exit(2 if bad else 0)
+
+
+@models.command("verify")
+@click.argument("name", required=False)
+@click.pass_context
+def models_verify(ctx: click.Context, name: str | None) -> None:
+    """Hash every file of NAME (default: every model) and compare with its manifest.
+    Exit 0 when all match, 2 with one line per problem (expected and actual sha256, the fix)."""
+    from ..models.errors import ModelError
+    from ..models.store import verify
+
+    config = _config(ctx)
+    try:
+        checks = verify(config, name)
+    except ModelError as exc:
+        click.echo(f"appliancectl models verify: {exc}", err=True)
+        sys.exit(2)
+    by_model: dict[str, list] = {}
+    for c in checks:
+        by_model.setdefault(c.model, []).append(c)
+    problems = 0
+    for model, found in by_model.items():
+        bad = [c for c in found if not c.ok]
+        if not bad:
+            click.echo(f"{model}: ok ({len(found)} file{'s' * (len(found) != 1)}, sha256 checked)")
+        for c in bad:
+            click.echo(c.line(), err=True)
+        problems += len(bad)
+    click.echo(f"{len(by_model)} model{'s' * (len(by_model) != 1)} verified, "
+               f"{problems} problem{'s' * (problems != 1)}")
+    sys.exit(2 if problems else 0)
+
+
+@models.command("setup")
+@click.argument("name", required=False)
+@click.pass_context
+def models_setup(ctx: click.Context, name: str | None) -> None:
+    """Join the models made of parts into paths.models_dir/NAME/ and check the others; a model
+    already set up is only checked. Exit 2 when any model cannot be set up."""
+    from ..models.errors import ModelError
+    from ..models.store import setup
+
+    config = _config(ctx)
+    try:
+        results = setup(config, name)
+    except ModelError as exc:
+        click.echo(f"appliancectl models setup: {exc}", err=True)
+        sys.exit(2)
+    for r in results:
+        click.echo(r.line(), err=not r.ok)
+    sys.exit(0 if all(r.ok for r in results) else 2)

@@ -72,7 +72,8 @@ def _sandbox(config: Config, extra: str) -> dict:
     return sandbox
 
 
-def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms: int, speed: float = 1.0) -> dict:
+def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms: int, speed: float = 1.0,
+            repeat: int = 1) -> dict:
     import jiwer
 
     from ..speech.textnorm import for_wer
@@ -84,9 +85,9 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
     asrd = Service(sandbox, "asrd").start()
     source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
     events = EventLog(str(sandbox["run_dir"]), services=("asrd",))
-    rows, latencies, refs, hyps = [], [], [], []
+    rows, latencies, decodes, refs, hyps = [], [], [], [], []
     try:
-        for n, clip in enumerate(clips):
+        for n, clip in enumerate(clips * repeat):
             call = f"bench{n}"
             writer = source.start_call(call)
             deadline = time.monotonic() + 10
@@ -110,6 +111,7 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
             lat = [f.latency_ms for f in finals if any(s.utterance == f.utterance and s.reason == "silence"
                                                        for s in stops)]
             latencies += lat
+            decodes += [f.decode_ms for f in finals]
             ref = clip.with_suffix(".txt").read_text().strip()
             refs.append(for_wer(ref))
             hyps.append(for_wer(text))
@@ -126,7 +128,7 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
     return {
         "bench": "asr", "dir": str(directory), "model": model, "g711": g711, "early_decode_ms": early_ms,
         "clips": len(clips), "wer": round(jiwer.wer(refs, hyps), 4),
-        "latency_after_speech_ms": summarize(latencies),
+        "repeat": repeat, "latency_after_speech_ms": summarize(latencies), "decode_ms": summarize(decodes),
         "speculative_hits": status.get("speculative_hits", 0), "speculative_misses": status.get("speculative_misses", 0),
         "per_clip": rows,
     }
@@ -134,11 +136,13 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
 
 def render_asr(r: dict) -> str:
     lat = r["latency_after_speech_ms"]
-    rows = [(c["clip"], f'wer {c["wer"]:.2f}  {c["hyp"]!r}') for c in r["per_clip"]]
+    dec = r["decode_ms"]
+    rows = [(c["clip"], f'wer {c["wer"]:.2f}  {c["hyp"]!r}') for c in r["per_clip"][: r["clips"]]]
     rows += [("model", f'{r["model"]}{" via 8 kHz G.711" if r["g711"] else ""}'),
-             ("WER", f'{100 * r["wer"]:.1f} % over {r["clips"]} clips'),
+             ("WER", f'{100 * r["wer"]:.1f} % over {r["clips"]} clips x {r["repeat"]}'),
              ("final after end of speech", f'p50 {lat["p50"]:.0f} ms  p95 {lat["p95"]:.0f} ms  max {lat["max"]:.0f} ms '
                                            f'(n={lat["n"]}; includes the endpoint silence)'),
+             ("decode time (recogniser only)", f'p50 {dec["p50"]:.0f} ms  p95 {dec["p95"]:.0f} ms'),
              ("speculative decodes used", f'{r["speculative_hits"]} (missed {r["speculative_misses"]})')]
     return table(rows)
 

@@ -175,6 +175,7 @@ class AsrFinal(Message):
     latency_ms: float
     words: list[dict[str, Scalar]] = field(default_factory=list)
     truncated: bool = False  # cut at vad.max_utterance_s: the caller was still speaking
+    decode_ms: float = 0.0  # the recogniser's own time (the rest of latency_ms is endpointing)
 
 
 @event("asr.dropped")

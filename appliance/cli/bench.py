@@ -62,10 +62,11 @@ def bench_sip(calls: int, seconds: float, rate: float, codec: str, json_path: st
 @click.option("--early-ms", default=None, type=int, help="speculative decode after this much silence (0 = off) "
                                                           "[default: asr.early_decode_ms]")
 @click.option("--speed", default=1.0, show_default=True, help="playback speed into the ring (1 = real time)")
+@click.option("--repeat", default=1, show_default=True, help="play the directory this many times (more samples)")
 @click.option("--json", "json_path", default="bench-results/asr.json", show_default=True, help="JSON output file")
 @click.pass_context
 def bench_asr(ctx: click.Context, directory: str, model: str | None, g711: bool, early_ms: int | None, speed: float,
-              json_path: str) -> None:
+              repeat: int, json_path: str) -> None:
     """WER and latency after end of speech through a real asrd: DIR holds WAV + .txt pairs."""
     from ..bench import speech
     from .main import _load
@@ -74,7 +75,8 @@ def bench_asr(ctx: click.Context, directory: str, model: str | None, g711: bool,
     model = model or config.asr.model
     early = config.asr.early_decode_ms if early_ms is None else early_ms
     click.echo(f"bench asr: {directory} with {model}{' via G.711' if g711 else ''}, in real time ...")
-    result = speech.run_asr(config, Path(directory), model=model, g711=g711, early_ms=early, speed=speed)
+    result = speech.run_asr(config, Path(directory), model=model, g711=g711, early_ms=early, speed=speed,
+                              repeat=repeat)
     click.echo(speech.render_asr(result))
     click.echo(f"wrote {write_json(result, json_path)}")
 

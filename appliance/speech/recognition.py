@@ -325,7 +325,7 @@ class Recognition:
             call_id=cid, utterance=ended.utterance, text=transcript.text, digits=textnorm.to_digits(transcript.text),
             confidence=round(transcript.confidence, 3), start_ns=start, end_ns=ended.end_ns,
             latency_ms=round((now - ended.end_ns) / 1e6, 1), words=words, truncated=ended.reason == "max-length",
-            ts_ns=now,
+            decode_ms=round(1000 * float(transcript.meta.get("decode_s", 0.0)), 1), ts_ns=now,
         ))
         with call_context(cid):
             log.info("final %d (%.0f ms after speech): %s", ended.utterance, (now - ended.end_ns) / 1e6,

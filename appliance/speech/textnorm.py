@@ -9,7 +9,7 @@
   and "ten", "Mr." and "mister", "ill-disposed" and "ill disposed" are not counted as errors.
   It spells numbers with ``for_speech``'s code: what the scorer accepts is what the TTS says.
 
-Stdlib only; every function takes any string and never raises.
+Stdlib only. The three text functions take any string and never raise.
 """
 
 from __future__ import annotations
@@ -113,13 +113,13 @@ def _fit(m: re.Match[str], words: str) -> str:
     return f"{left}{words}{right}"
 
 
-_SENTENCE_GOES_ON = re.compile(r"\s*$|\s+[A-Z]")
+_SENTENCE_ENDED = re.compile(r"\s*$|\s+[A-Z]")
 
 
 def _ends_sentence(s: str, pos: int) -> bool:
     """Whether an abbreviation's final "." (ending at pos) was also the full stop: end of text,
     or a capital follows. Then the expansion keeps the "." so the voice still stops there."""
-    return _SENTENCE_GOES_ON.match(s, pos) is not None
+    return _SENTENCE_ENDED.match(s, pos) is not None
 
 
 def _period_if_end(m: re.Match[str], had_period: bool) -> str:

@@ -45,7 +45,7 @@ def test_values_are_typed():
      "sip.rtp_port_min/rtp_port_max: 20000-20009 has room for 5 calls, fewer than sip.max_calls (8)"),
     ('[sip]\nmode = "register"\n', 'sip.mode: "register" needs sip.registrar and sip.username'),
     ('[sip]\nauth_realm = "pbx"\n', "sip.auth_users: must name at least one user when sip.auth_realm is set"),
-    ("[telephony]\nport = 1\n", "telephony: unknown key (allowed: asr, audio, log, paths, services, sip, supervisor, tts, vad)"),
+    ("[telephony]\nport = 1\n", "telephony: unknown key (allowed: agent, asr, audio, log, paths, services, sip, supervisor, tts, vad)"),
     ("sip = 5\n", "sip: must be a table [sip], got 5"),
     ("[audio]\nring_seconds = 0.5\n", "audio.ring_seconds: 0.5 is out of range (allowed 1.0 to 120.0)"),
     ('[paths]\nrun_dir = "run"\n', 'paths.run_dir: "run" must be an absolute path'),

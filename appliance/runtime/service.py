@@ -99,12 +99,32 @@ class ServiceRuntime:
         self.state = "starting"
         self.started_at = time.monotonic()
         self.stop_requested = asyncio.Event()
+        self.exit_code = 0
         self.ctx: zmq.asyncio.Context | None = None
         self.publisher: Publisher | None = None
         self.control: ControlServer | None = None
 
     def request_stop(self) -> None:
         self.stop_requested.set()
+
+    def fail(self, reason: str) -> None:
+        """The component cannot go on (a dead worker, a wedged model): stop and exit non-zero,
+        so systemd restarts the process rather than leaving it 'ready' but useless."""
+        log.error("fatal: %s", reason)
+        self.exit_code = 1
+        self.stop_requested.set()
+
+    def watch(self, task: asyncio.Task) -> asyncio.Task:
+        """A component task that must never end while the service runs."""
+
+        def done(t: asyncio.Task) -> None:
+            if t.cancelled() or self.stop_requested.is_set():
+                return
+            exc = t.exception()
+            self.fail(f"task {t.get_name()} ended: {exc!r}" if exc else f"task {t.get_name()} ended")
+
+        task.add_done_callback(done)
+        return task
 
     def status(self) -> ServiceStatus:
         details = {"bus_dropped": self.control.dropped if self.control else 0}
@@ -161,7 +181,7 @@ class ServiceRuntime:
             self.ctx.term()
             os.close(lock_fd)
         log.info("stopped")
-        return 0
+        return self.exit_code
 
     async def _watchdog(self, interval: float) -> None:
         """Pings from the event loop itself: a wedged loop stops them and systemd restarts us."""

@@ -42,6 +42,7 @@ log = logging.getLogger("appliance.asrd")
 class Job:
     call_id: str
     ended: Ended
+    stream: AsrStream | None = None  # streaming backends: the utterance's open stream
     queued_ns: int = field(default_factory=time.monotonic_ns)
 
 
@@ -64,6 +65,8 @@ class CallAudio:
         self.speculation: Speculation | None = None
         self.stream: AsrStream | None = None
         self.stream_utterance = 0
+        self.fed = 0  # frames of the current utterance already fed to the stream
+        self.chain: asyncio.Task | None = None  # streaming backends: this call's finals, in order
         self.ended = False
 
 
@@ -86,6 +89,7 @@ class Recognition:
         self.streams = ThreadPoolExecutor(max_workers=16, thread_name_prefix="asr-stream")
         self.counters = {"utterances": 0, "finals": 0, "dropped": 0, "too_short": 0, "no_speech": 0,
                          "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0}
+        self.timeouts_in_a_row = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -97,9 +101,9 @@ class Recognition:
         log.info("recogniser %s ready", self.backend.name)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
         self._reattach()
-        self.tasks = [asyncio.create_task(self._events(), name="events"),
-                      asyncio.create_task(self._frames(), name="frames"),
-                      asyncio.create_task(self._worker(), name="worker")]
+        self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
+                      runtime.watch(asyncio.create_task(self._frames(), name="frames")),
+                      runtime.watch(asyncio.create_task(self._worker(), name="worker"))]
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -145,6 +149,8 @@ class Recognition:
             log.info("listening")
 
     def _detach(self, call: CallAudio) -> None:
+        if self.calls.get(call.call_id) is not call:
+            return
         self.calls.pop(call.call_id, None)
         self.counters["ring_lost"] += call.reader.lost
         if call.stream is not None:
@@ -160,7 +166,7 @@ class Recognition:
         for item in call.endpointer.close():
             self._handle(call, item)
         call.ended = True
-        if not call.queue:
+        if not call.queue and (call.chain is None or call.chain.done()):
             self._detach(call)
 
     async def _events(self) -> None:
@@ -175,13 +181,18 @@ class Recognition:
     # -- audio → endpointing --------------------------------------------------------------------
     async def _frames(self) -> None:
         interval = FRAME_NS / 1e9
+        rescan = 0
         while True:
             for call in list(self.calls.values()):
                 if call.ended:
                     continue
                 self._drain(call)
-                if call.reader.writer_closed():  # sipd ended the stream; the event may be lost
+                # The stream ended (call over) or its writer died (sipd crashed): the event may be lost.
+                if rescan == 0 and call.reader.writer_state() in ("closed", "dead"):
                     self.end_call(call.call_id)
+            rescan = (rescan + 1) % 50
+            if rescan == 0:
+                self._reattach()  # a call.started lost to a late-joining subscriber
             await asyncio.sleep(interval)
 
     def _drain(self, call: CallAudio) -> None:
@@ -191,7 +202,10 @@ class Recognition:
                 for item in call.endpointer.push(frame.seq, frame.capture_ns, frame.pcm):
                     self._handle(call, item)
                 if call.stream is not None and call.endpointer.in_speech:
-                    call.stream.feed(call.endpointer.frames[-1])
+                    frames = call.endpointer.frames
+                    for pcm in frames[call.fed:]:
+                        call.stream.feed(pcm)
+                    call.fed = len(frames)
 
     def _handle(self, call: CallAudio, item) -> None:
         cid = call.call_id
@@ -220,10 +234,17 @@ class Recognition:
                     call.stream.abort()
                     call.stream = None
                 return
+            job = Job(cid, item)
+            if call.stream is not None and call.stream_utterance == item.utterance:
+                job.stream, call.stream = call.stream, None  # finished with its own utterance
+            if self.backend.streaming:
+                # Each call's finals in order, calls in parallel: one slow stream delays no one else.
+                call.chain = asyncio.create_task(self._after(call.chain, call, job))
+                return
             if len(call.queue) >= call.queue_len:
                 old = call.queue.popleft()
                 self._drop(cid, old.ended.utterance, "queue full")
-            call.queue.append(Job(cid, item))
+            call.queue.append(job)
             if cid not in self.rr:
                 self.rr.append(cid)
             self.work.set()
@@ -239,11 +260,19 @@ class Recognition:
         try:
             call.stream = self.backend.open_stream(partial)
             call.stream_utterance = utterance
-            for pcm in call.endpointer.frames:  # the preroll and first voiced frames
-                call.stream.feed(pcm)
+            call.fed = 0  # _drain feeds the preroll and everything after
         except BackendError as exc:
             log.warning("cannot open a recognition stream: %s", exc)
             call.stream = None
+
+    async def _after(self, previous: asyncio.Task | None, call: CallAudio, job: Job) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await self._recognise(call, job)
+        finally:
+            if call.ended and call.chain is asyncio.current_task():
+                self._detach(call)
 
     def _speculation_done(self, _fut) -> None:
         self.busy -= 1
@@ -294,9 +323,8 @@ class Recognition:
         timeout = self.config.asr.timeout_s
         spec = call.speculation
         try:
-            if call.stream is not None and call.stream_utterance == ended.utterance:
-                stream, call.stream = call.stream, None
-                fut = loop.run_in_executor(self.streams, stream.finish, timeout)
+            if job.stream is not None:
+                fut = loop.run_in_executor(self.streams, job.stream.finish, timeout)
             elif spec is not None and spec.utterance == ended.utterance and spec.voiced_frames == ended.voiced_frames:
                 self.counters["speculative_hits"] += 1
                 fut = spec.future
@@ -307,9 +335,18 @@ class Recognition:
             if spec is not None and spec.utterance <= ended.utterance:
                 call.speculation = None
             transcript = await asyncio.wait_for(asyncio.shield(fut), timeout + 1.0)
-        except (BackendError, asyncio.TimeoutError) as exc:
+            self.timeouts_in_a_row = 0
+        except asyncio.TimeoutError:
             self.counters["errors"] += 1
-            self._drop(cid, ended.utterance, f"recognition failed: {exc or 'timeout'}")
+            self._drop(cid, ended.utterance, "recognition failed: timeout")
+            self.timeouts_in_a_row += 1
+            if self.timeouts_in_a_row >= 3 and not self.backend.streaming and self.runtime is not None:
+                # The one decoder thread is wedged: every later utterance would time out too.
+                self.runtime.fail("the recogniser timed out 3 times in a row: restarting")
+            return
+        except Exception as exc:  # BackendError, or a model bug: a drop the agent hears about
+            self.counters["errors"] += 1
+            self._drop(cid, ended.utterance, f"recognition failed: {exc}")
             return
         if not transcript.text:
             self.counters["no_speech"] += 1

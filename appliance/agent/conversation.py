@@ -1,0 +1,421 @@
+"""One call's conversation: turn-taking, barge-in, and carrying out the flow's actions.
+
+The flow (flow.py) decides *what* to do from what the caller said; this class decides *when*
+and does it through ``AgentIo`` (the bus, in agentd): speaks clause by clause, cuts itself off
+when the caller talks over it, calls tools with a deadline and a filler, transfers, records.
+
+Turn-taking rules, each against a complaint users have about voice agents:
+- Barge-in needs ``turns.barge_in_min_ms`` of continuous caller speech while the agent talks
+  (a cough, a click or a line pop ends sooner and is ignored); on barge-in the agent's speech
+  stops within a frame and the history keeps only the words the caller heard.
+- A final that is a backchannel ("mhm", "okay", "right") while the agent talks is not a turn:
+  the agent goes on. A final that repeats what the agent is saying is our own voice echoed by
+  the caller's phone, and is ignored.
+- Silence after the agent finished gets a re-prompt after ``turns.no_input_s``, never dead air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol
+
+from ..bus.messages import (AsrDropped, AsrFinal, SpeechStarted, SpeechStopped, TransferProgress, TtsFinished,
+                            TtsStarted)
+from ..runtime.logs import call_context
+
+log = logging.getLogger("appliance.agentd")
+
+ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sentence: our own echo
+
+
+class AgentIo(Protocol):
+    """What a conversation can do to the call (the bus in agentd; a recorder in tests)."""
+
+    async def say(self, turn: str, text: str, last: bool) -> None: ...
+
+    async def cancel_speech(self, turn: str) -> str: ...  # returns the text the caller heard
+
+    async def transfer(self, uri: str, headers: dict[str, str]) -> None: ...
+
+    async def hangup(self, reason: str) -> None: ...
+
+
+@dataclass
+class TurnTiming:
+    """Per caller turn, all monotonic ns: where the time between their words and ours went."""
+
+    speech_end_ns: int = 0
+    endpoint_ns: int = 0
+    final_ns: int = 0
+    first_say_ns: int = 0
+    first_audio_ns: int = 0
+
+    def latency_ms(self) -> dict[str, float]:
+        def gap(a: int, b: int) -> float:
+            return round((b - a) / 1e6, 1) if a and b else 0.0
+
+        return {"endpoint": gap(self.speech_end_ns, self.endpoint_ns), "asr": gap(self.endpoint_ns, self.final_ns),
+                "decide": gap(self.final_ns, self.first_say_ns), "tts_first_audio": gap(self.first_say_ns, self.first_audio_ns),
+                "total": gap(self.speech_end_ns, self.first_audio_ns)}
+
+
+@dataclass
+class Speaking:
+    turn: str
+    text: str = ""
+    record_idx: int | None = None
+    started_ns: int = 0
+    playing: bool = False
+
+
+@dataclass
+class History:
+    """The dialogue as the caller experienced it, for the LLM and the record."""
+
+    messages: list[dict] = field(default_factory=list)
+
+    def caller(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+
+    def agent(self, text: str) -> None:
+        if text:
+            self.messages.append({"role": "assistant", "content": text})
+
+    def last(self, n: int) -> list[dict]:
+        return self.messages[-n:]
+
+
+class Conversation:
+    def __init__(self, call_id: str, caller: str, agent, flow, understander, io: AgentIo, *, tools=None, llm=None,
+                 records=None, today=None, state=None, history: History | None = None):
+        self.call_id = call_id
+        self.caller = caller
+        self.agent = agent
+        self.flow = flow
+        self.understander = understander
+        self.io = io
+        self.tools = tools
+        self.llm = llm
+        self.records = records
+        self.today = today or date.today
+        self.state = state if state is not None else flow.initial_state(caller=caller)
+        self.history = history or History()
+        self.speaking: Speaking | None = None
+        self.turn_seq = 0
+        self.pending: asyncio.Queue[AsrFinal] = asyncio.Queue()
+        self.barge_timer: asyncio.TimerHandle | None = None
+        self.listening_utterance: int | None = None
+        self.no_input_task: asyncio.Task | None = None
+        self.timing = TurnTiming()
+        self.task: asyncio.Task | None = None
+        self.ended = False
+        self.counters = {"turns": 0, "barge_ins": 0, "backchannels": 0, "echoes": 0, "tool_calls": 0, "llm_turns": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self, *, greet: bool = True) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"conversation-{self.call_id}")
+        if greet:
+            await self.execute(self.flow.start(self.state))
+        else:
+            self._arm_no_input()
+
+    async def close(self) -> None:
+        self.ended = True
+        self._disarm_barge_in()
+        if self.no_input_task is not None:
+            self.no_input_task.cancel()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """Caller turns one at a time, in order: a second final waits for the first's answer."""
+        with call_context(self.call_id):
+            while True:
+                final = await self.pending.get()
+                try:
+                    await self.on_caller_turn(final)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("turn failed; apologising instead of going silent")
+                    await self.speak("Sorry, I had a problem there. Could you say that again?")
+
+    # -- events from the bus --------------------------------------------------------------------
+    async def on_event(self, msg) -> None:
+        if self.ended:
+            return
+        if isinstance(msg, SpeechStarted):
+            self._cancel_no_input()
+            self.listening_utterance = msg.utterance
+            if self.speaking is not None and self.speaking.playing:
+                self._arm_barge_in(msg)
+        elif isinstance(msg, SpeechStopped):
+            if msg.utterance == self.listening_utterance:
+                self._disarm_barge_in()  # it ended before the barge-in threshold: a cough, a click
+            self.timing = TurnTiming(speech_end_ns=msg.end_ns, endpoint_ns=msg.ts_ns)
+            if msg.reason == "too-short":
+                self._arm_no_input()
+        elif isinstance(msg, AsrFinal):
+            self.timing.final_ns = msg.ts_ns
+            if self._ignorable(msg.text):
+                self._arm_no_input()
+                return
+            await self.pending.put(msg)
+        elif isinstance(msg, AsrDropped):
+            self._arm_no_input()
+        elif isinstance(msg, TtsStarted):
+            if self.speaking is not None and msg.turn == self.speaking.turn:
+                self.speaking.playing = True
+                if not self.timing.first_audio_ns:
+                    self.timing.first_audio_ns = msg.ts_ns
+        elif isinstance(msg, TtsFinished):
+            if self.speaking is not None and msg.turn == self.speaking.turn:
+                self._spoken(msg.spoken, cancelled=msg.cancelled)
+        elif isinstance(msg, TransferProgress):
+            await self.on_transfer_progress(msg)
+
+    def _ignorable(self, text: str) -> bool:
+        """Backchannel or echo while the agent talks: not a turn (and never a barge-in)."""
+        from .understanding.slots import is_backchannel
+
+        if self.speaking is None:
+            return False
+        if is_backchannel(text):
+            self.counters["backchannels"] += 1
+            log.info("backchannel %r while speaking: carrying on", text)
+            return True
+        said = set(_words(self.speaking.text))
+        heard = _words(text)
+        if heard and sum(w in said for w in heard) / len(heard) >= ECHO_OVERLAP:
+            self.counters["echoes"] += 1
+            log.info("ignored %r: it is our own speech echoed back", text)
+            return True
+        return False
+
+    # -- barge-in -------------------------------------------------------------------------------
+    def _arm_barge_in(self, started: SpeechStarted) -> None:
+        self._disarm_barge_in()
+        wait_ms = self.agent.turns.barge_in_min_ms - (time.monotonic_ns() - started.at_ns) / 1e6
+        loop = asyncio.get_running_loop()
+        self.barge_timer = loop.call_later(max(wait_ms, 0) / 1000, lambda: asyncio.ensure_future(self.barge_in()))
+
+    def _disarm_barge_in(self) -> None:
+        if self.barge_timer is not None:
+            self.barge_timer.cancel()
+            self.barge_timer = None
+
+    async def barge_in(self) -> None:
+        """The caller talks over us: stop now, keep only what they heard."""
+        self.barge_timer = None
+        speaking = self.speaking
+        if speaking is None or self.ended:
+            return
+        self.counters["barge_ins"] += 1
+        heard = await self.io.cancel_speech(speaking.turn)
+        with call_context(self.call_id):
+            log.info("barge-in: caller heard %r of %r", heard, speaking.text)
+        if self.speaking is speaking:
+            self._spoken(heard, cancelled=True)
+
+    def _spoken(self, heard: str, *, cancelled: bool) -> None:
+        speaking, self.speaking = self.speaking, None
+        if speaking is None:
+            return
+        self.history.agent(heard if cancelled else speaking.text)
+        if self.records is not None and speaking.record_idx is not None:
+            self.records.update_turn(self.call_id, speaking.record_idx, heard_text=heard if cancelled else speaking.text,
+                                     interrupted=cancelled, ended_ns=time.monotonic_ns())
+        if not cancelled:
+            self._arm_no_input()
+
+    # -- no input -------------------------------------------------------------------------------
+    def _arm_no_input(self) -> None:
+        self._cancel_no_input()
+        if self.ended or self.speaking is not None:
+            return
+        self.no_input_task = asyncio.create_task(self._no_input(self.agent.turns.no_input_s))
+
+    def _cancel_no_input(self) -> None:
+        if self.no_input_task is not None:
+            self.no_input_task.cancel()
+            self.no_input_task = None
+
+    async def _no_input(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.no_input_task = None
+        if self.pending.empty() and self.speaking is None:
+            self.state, actions = self.flow.on_no_input(self.state)
+            self.save_state()
+            await self.execute(actions)
+
+    # -- a caller turn --------------------------------------------------------------------------
+    async def on_caller_turn(self, final: AsrFinal) -> None:
+        self.counters["turns"] += 1
+        text = final.text
+        self.history.caller(text)
+        if self.records is not None:
+            self.records.add_turn(self.call_id, role="caller", text=text, started_ns=final.start_ns,
+                                  ended_ns=final.end_ns)
+        understanding = self.understander.understand(text, self.today())
+        self.state, actions = self.flow.on_utterance(self.state, understanding)
+        self.save_state()
+        await self.execute(actions)
+
+    def save_state(self) -> None:
+        """The flow's state in the record after every step: a restarted agentd carries on from it."""
+        if self.records is not None:
+            self.records.add_event(self.call_id, "flow.state", self.flow.snapshot(self.state))
+
+    def summary(self) -> str:
+        slots = ", ".join(f"{k} {v}" for k, v in self.state.slots.items() if v and k != "caller")
+        return "; ".join(x for x in (self.state.intent or "", slots) if x)
+
+    async def execute(self, actions) -> None:
+        for action in actions:
+            if self.ended:
+                return
+            kind = type(action).__name__
+            if kind == "Say":
+                await self.speak(action.text)
+            elif kind == "CallTool":
+                await self.call_tool(action.name, action.args)
+            elif kind == "AskLlm":
+                await self.llm_turn(action.instructions)
+            elif kind == "Transfer":
+                await self.transfer(action)
+            elif kind == "Hangup":
+                await self.wait_spoken()
+                await self.io.hangup(action.reason)
+                self.ended = True
+            elif kind == "TakeMessage":
+                if action.message and self.records is not None:  # the flow collected it: keep it
+                    self.records.add_event(self.call_id, "message", {"message": action.message,
+                                                                     "summary": action.summary})
+            else:
+                log.warning("unknown action %r ignored", action)
+
+    def _new_turn(self) -> str:
+        self.turn_seq += 1
+        return f"{self.call_id}-t{self.turn_seq}"
+
+    async def speak(self, text: str) -> None:
+        """One whole agent utterance (a flow's sentence)."""
+        await self.speak_clauses([text])
+
+    async def speak_clauses(self, clauses, *, first_clause_ns: list | None = None) -> str:
+        """Clauses (a list or an async iterator, e.g. LLM output) as one agent turn."""
+        turn = self._new_turn()
+        self.speaking = Speaking(turn=turn, started_ns=time.monotonic_ns())
+        if self.records is not None:
+            self.speaking.record_idx = self.records.add_turn(self.call_id, role="agent", text="",
+                                                             started_ns=self.speaking.started_ns)
+        speaking = self.speaking
+        sent = []
+        previous = None
+
+        async def flush(text: str, last: bool) -> None:
+            if not self.timing.first_say_ns:
+                self.timing.first_say_ns = time.monotonic_ns()
+            if first_clause_ns is not None and not first_clause_ns:
+                first_clause_ns.append(time.monotonic_ns())
+            await self.io.say(turn, text, last)
+
+        async for clause in _aiter(clauses):
+            if self.speaking is not speaking:  # barged in while the rest was being produced
+                break
+            if previous is not None:
+                await flush(previous, False)
+            previous = clause
+            sent.append(clause)
+            speaking.text = " ".join(sent)
+        if previous is not None and self.speaking is speaking:
+            await flush(previous, True)
+        elif not sent and self.speaking is speaking:
+            self.speaking = None
+        if self.records is not None and speaking.record_idx is not None:
+            self.records.update_turn(self.call_id, speaking.record_idx, text=speaking.text,
+                                     latency=self.timing.latency_ms())
+        return speaking.text
+
+    async def wait_spoken(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.speaking is not None and time.monotonic() < deadline and not self.ended:
+            await asyncio.sleep(0.05)
+
+    # -- tools, LLM, transfer -------------------------------------------------------------------
+    async def call_tool(self, name: str, args: dict) -> None:
+        from .tools import call_with_filler
+
+        self.counters["tool_calls"] += 1
+        filler_said = False
+
+        async def filler() -> None:
+            nonlocal filler_said
+            filler_said = True
+            await self.speak("One moment while I check that.")
+
+        result = await call_with_filler(self.tools, name, args, on_filler=filler)
+        if self.records is not None:
+            self.records.add_tool_call(self.call_id, tool=name, args=args, status=result.status,
+                                       result=result.data if result.status == "ok" else result.error,
+                                       duration_ms=result.duration_ms, attempts=result.attempts)
+        if filler_said:
+            await self.wait_spoken(5.0)
+        self.state, actions = self.flow.on_tool_result(self.state, result)
+        self.save_state()
+        await self.execute(actions)
+
+    async def llm_turn(self, instructions: str = "") -> None:
+        """A free-form answer from the local LLM, streamed to ttsd clause by clause."""
+        if self.llm is None:
+            await self.speak("Sorry, I didn't catch that. Could you say it another way?")
+            return
+        self.counters["llm_turns"] += 1
+        text = await self.llm.reply(self, instructions)
+        if not text.strip():
+            await self.speak("Sorry, I didn't catch that. Could you say it another way?")
+
+    async def transfer(self, action) -> None:
+        if getattr(action, "say", ""):
+            await self.speak(action.say)
+        await self.wait_spoken()
+        headers = {"X-Appliance-Summary": action.summary[:200].replace("\r", " ").replace("\n", " "),
+                   "X-Appliance-Intent": str(action.context.get("intent", ""))}
+        if self.records is not None:
+            self.records.add_transfer(self.call_id, target=action.target, uri=action.uri, kind="blind",
+                                      status="requested", context={"summary": action.summary, **action.context})
+        await self.io.transfer(action.uri, headers)
+
+    async def on_transfer_progress(self, msg: TransferProgress) -> None:
+        if not msg.final:
+            return
+        if 200 <= msg.status < 300:
+            if self.records is not None:
+                self.records.update_transfer(self.call_id, status="answered", sip_status=msg.status, reason=msg.reason)
+            self.ended = True  # the human has the call
+            return
+        with call_context(self.call_id):
+            log.warning("transfer failed: %d %s; taking the call back", msg.status, msg.reason)
+        if self.records is not None:
+            self.records.update_transfer(self.call_id, status="failed", sip_status=msg.status, reason=msg.reason)
+        self.state, actions = self.flow.on_transfer_failed(self.state, msg.status)
+        self.save_state()
+        await self.execute(actions)
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?;:'\"").lower() for w in text.split() if w.strip(".,!?;:'\"")]
+
+
+async def _aiter(items):
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -1,0 +1,213 @@
+"""The local LLM through llama-cpp-python, one model shared by every call.
+
+KV-cache reuse per call: llama.cpp keeps the last evaluated prompt and re-evaluates only the
+tokens after the longest common prefix. With one call that is automatic (each turn's prompt
+extends the previous one); with several calls interleaved, each would evict the others, so
+the model's state is saved per call after its turn and loaded back before its next one, and
+only the new tokens of a turn are evaluated. The chat template is the model's own (from the
+GGUF metadata), never a guessed format: a wrong one silently drops the system prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..models.errors import ModelError
+
+log = logging.getLogger("appliance.llm")
+
+_CLAUSE_END = re.compile(r"[.!?;:,](?=\s|$)")
+
+
+@dataclass
+class TurnStats:
+    """What one streamed turn cost: for call records and `appliancectl bench agent`."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    first_token_ms: float = 0.0
+    total_ms: float = 0.0
+    reused_state: bool = False
+    clauses: list[float] = field(default_factory=list)  # ms from start to each clause
+
+
+class LocalLlm:
+    def __init__(self, model_path: str, *, n_ctx: int = 2048, threads: int | None = None, seed: int = 7,
+                 max_sessions: int = 32, kv_reuse: bool = True):
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ModelError(f"llama-cpp-python is not installed ({exc}): pip install llama-cpp-python") from None
+        if not os.path.isfile(model_path):
+            raise ModelError(f"LLM file {model_path} is missing: run `appliancectl models verify`")
+        try:
+            self.llama = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads or min(4, os.cpu_count() or 2),
+                               seed=seed, verbose=False)
+        except Exception as exc:  # llama.cpp says "failed to load model" for a corrupt GGUF
+            raise ModelError(f"LLM {model_path} does not load: {exc}") from None
+        self.lock = threading.Lock()  # one generation at a time: the threads are all in use
+        self.states: OrderedDict[str, object] = OrderedDict()  # call id -> saved KV state (LRU)
+        self.max_sessions = max_sessions
+        self.kv_reuse = kv_reuse
+        self.current: str | None = None  # whose prompt the live KV cache holds
+
+    def _switch_to(self, session: str) -> bool:
+        """Make the KV cache hold ``session``'s last prompt; True if it was reusable."""
+        if not self.kv_reuse:
+            self.llama.reset()
+            self.current = None
+            return False
+        if self.current == session:
+            return True
+        if self.current is not None:
+            self._save(self.current)
+        state = self.states.get(session)
+        if state is None:
+            self.llama.reset()
+            self.current = session
+            return False
+        self.llama.load_state(state)
+        self.states.move_to_end(session)
+        self.current = session
+        return True
+
+    def _save(self, session: str) -> None:
+        self.states[session] = self.llama.save_state()
+        self.states.move_to_end(session)
+        while len(self.states) > self.max_sessions:
+            self.states.popitem(last=False)
+
+    def forget(self, session: str) -> None:
+        with self.lock:
+            self.states.pop(session, None)
+            if self.current == session:
+                self.current = None
+
+    def stream(self, session: str, messages: list[dict], *, max_tokens: int = 80, temperature: float = 0.3,
+               stats: TurnStats | None = None, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Text pieces as the model produces them (blocking: run it in a worker thread).
+        ``cancel`` stops generation between tokens (the caller barged in)."""
+        stats = stats if stats is not None else TurnStats()
+        with self.lock:
+            start = time.perf_counter()
+            stats.reused_state = self._switch_to(session)
+            chunks = self.llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                       temperature=temperature, stream=True)
+            first = True
+            try:
+                for chunk in chunks:
+                    if first:
+                        stats.first_token_ms = (time.perf_counter() - start) * 1000
+                        first = False
+                    piece = chunk["choices"][0]["delta"].get("content") or ""
+                    if piece:
+                        stats.generated_tokens += 1
+                        yield piece
+                    if cancel is not None and cancel.is_set():
+                        break
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+                stats.total_ms = (time.perf_counter() - start) * 1000
+                stats.prompt_tokens = max(0, self.llama.n_tokens - stats.generated_tokens)
+                self.current = session
+
+
+def clauses(pieces: Iterator[str], min_words: int = 3) -> Iterator[str]:
+    """Group streamed text into clauses for TTS: cut after , ; : . ! ? once a clause has
+    ``min_words`` words, so speech starts on the first clause, not the whole answer."""
+    buf = ""
+    for piece in pieces:
+        buf += piece
+        while True:
+            m = _CLAUSE_END.search(buf)
+            if not m:
+                break
+            head = buf[: m.end()].strip()
+            if len(head.split()) < min_words and m.group() == ",":
+                # too short to stand alone ("Sure,"): keep going unless it ends a sentence
+                nxt = _CLAUSE_END.search(buf, m.end())
+                if not nxt:
+                    break
+                head = buf[: nxt.end()].strip()
+                buf = buf[nxt.end():]
+            else:
+                buf = buf[m.end():]
+            if head:
+                yield head
+    if buf.strip():
+        yield buf.strip()
+
+
+_JUNK = re.compile(r"[<>{}\[\]|\\`#*_]+")
+
+
+def speakable(clause: str) -> str:
+    """What a small model emits that must never be read out: markup, template tokens, code."""
+    clause = _JUNK.sub(" ", clause)
+    clause = re.sub(r"\s+", " ", clause).strip()
+    return clause if sum(ch.isalpha() for ch in clause) >= 2 else ""
+
+
+class LlmResponder:
+    """Free-form turns: the agent's persona and knowledge as the system prompt, the history as
+    the caller heard it, streamed to speech clause by clause from a worker thread."""
+
+    def __init__(self, llm: LocalLlm, agent, *, history_turns: int = 8):
+        self.llm = llm
+        self.agent = agent
+        self.history_turns = history_turns
+        facts = "\n".join(f"- {k.answer}" for k in getattr(agent, "knowledge", ()))
+        self.system = agent.persona.strip() + ("\nFacts you may use:\n" + facts if facts else "") + \
+            "\nAnswer in one or two short spoken sentences. Never invent appointments or prices."
+
+    def messages(self, history: list[dict], instructions: str = "") -> list[dict]:
+        system = self.system + (f"\n{instructions.strip()}" if instructions else "")
+        return [{"role": "system", "content": system}, *history[-self.history_turns:]]
+
+    async def reply(self, conversation, instructions: str = "") -> str:
+        import asyncio
+        import threading
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        stats = TurnStats()
+        messages = self.messages(conversation.history.messages, instructions)
+        cfg = self.agent.llm
+
+        def produce() -> None:
+            try:
+                for clause in clauses(self.llm.stream(conversation.call_id, messages, max_tokens=cfg.max_tokens,
+                                                      temperature=cfg.temperature, stats=stats, cancel=cancel)):
+                    loop.call_soon_threadsafe(queue.put_nowait, clause)
+            except Exception as exc:  # a model failure is a spoken apology, never silence
+                log.error("LLM failed: %s", exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        async def spoken():
+            while True:
+                clause = await queue.get()
+                if clause is None:
+                    return
+                clause = speakable(clause)
+                if clause:
+                    yield clause
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            text = await conversation.speak_clauses(spoken())
+        finally:
+            cancel.set()
+            await worker
+        self.last_stats = stats
+        return text

@@ -1,0 +1,57 @@
+"""Agent fixtures: a real agentd process with the example receptionist, a real booking server
+(HTTP + SQLite) and the bus stand-ins for sipd/asrd/ttsd (appliance.bench.agentdrive.Line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.agent.example_tools import BookingServerThread
+from appliance.bench.agentdrive import Line
+from appliance.bench.sipdrive import Service
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
+
+
+@pytest.fixture
+def booking(tmp_path):
+    with BookingServerThread(str(tmp_path / "bookings.db")) as server:
+        yield server
+
+
+def install_agent(sandbox, booking_url: str, text: str | None = None) -> Path:
+    agents = Path(sandbox["root"]) / "agents"
+    agents.mkdir(exist_ok=True)
+    body = text if text is not None else EXAMPLE.read_text()
+    body = body.replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking_url}"')
+    path = agents / "dental-receptionist.toml"
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture
+def line(sandbox):
+    ln = Line(sandbox["run_dir"], sandbox["shm_dir"])
+    yield ln
+    ln.close()
+
+
+@pytest.fixture
+def agentd(sandbox, booking, line):
+    """Start agentd (call ``agentd()``; ``agentd(extra_config)`` appends config first)."""
+    started: list[Service] = []
+
+    def start(extra: str = "", *, wait_ready: bool = True) -> Service:
+        if not started:
+            install_agent(sandbox, booking.url)
+        if extra:
+            cfg = sandbox["config"]
+            cfg.write_text(cfg.read_text() + "\n" + extra + "\n")
+        svc = Service(sandbox, "agentd").start(wait_ready=wait_ready)
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()

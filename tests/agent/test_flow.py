@@ -1,0 +1,423 @@
+"""The flow as scripted calls against the example dental receptionist: hand-built
+understandings in, the agent's actions out (no audio, no models, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.agent.definition import load_agent
+from appliance.agent.flow import (AskLlm, CallTool, Flow, FlowState, Hangup, Say, TakeMessage, Transfer,
+                                  Understanding, render, render_arg)
+from appliance.agent.tools import ToolResult
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
+AGENT = load_agent(EXAMPLE)
+CALLER = "+15551234567"
+APPOINTMENT = {"id": 7, "name": "Ann Lee", "phone": CALLER, "date": "2026-11-26", "time": "09:30", "reason": ""}
+CONNECT = "Let me put you through to someone who can help."
+
+
+class Call:
+    """One scripted call: each step returns the actions the agent takes."""
+
+    def __init__(self, caller: str = CALLER, agent=AGENT):
+        self.flow = Flow(agent)
+        self.state = self.flow.initial_state(caller)
+        self.greeting = self.flow.start(self.state)
+
+    def hear(self, text: str, **kw) -> list:
+        self.state, actions = self.flow.on_utterance(self.state, Understanding(text=text, **kw))
+        return actions
+
+    def tool(self, status: str = "ok", data: dict | None = None, http_status: int | None = None) -> list:
+        result = ToolResult(status, data=data, error="" if status == "ok" else "it broke", http_status=http_status)
+        self.state, actions = self.flow.on_tool_result(self.state, result)
+        return actions
+
+    def silence(self) -> list:
+        self.state, actions = self.flow.on_no_input(self.state)
+        return actions
+
+    def transfer_failed(self, status: int = 486) -> list:
+        self.state, actions = self.flow.on_transfer_failed(self.state, status)
+        return actions
+
+    def book_until_confirm(self) -> list:
+        self.hear("I'd like to book an appointment", intent="book_appointment")
+        return self.hear("Ann Lee on Thursday at 9:30", slots={"name": "Ann Lee", "date": "2026-11-26", "time": "09:30"})
+
+
+def texts(actions) -> list[str]:
+    return [a.text for a in actions if isinstance(a, Say)]
+
+
+def test_the_call_opens_with_the_greeting():
+    assert Call().greeting == [Say(AGENT.greeting)]
+
+
+def test_opening_hours_by_intent_and_other_questions_by_knowledge():
+    call = Call()
+    assert call.hear("When are you open?", intent="opening_hours", intent_score=0.8) == [
+        Say("We're open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am to 1 pm. We're closed on Sundays.")]
+    assert call.hear("Where can I park?", knowledge_id="parking", knowledge_score=0.7) == [
+        Say("There's free parking for patients behind the building; the entrance is on Mill Lane.")]
+    assert call.state.node is None and call.state.misunderstandings == 0
+
+
+def test_booking_with_the_slots_one_at_a_time():
+    call = Call()
+    assert texts(call.hear("I'd like to book an appointment", intent="book_appointment")) == [
+        "Of course. May I have your name, please?"]
+    assert texts(call.hear("Ann Lee.")) == ["What day would you like to come in?"]  # a name: the words themselves
+    assert texts(call.hear("Thursday", slots={"date": "2026-11-26"})) == [
+        "And what time suits you? We have appointments from 9 am to 5 pm."]
+    assert texts(call.hear("half past nine", slots={"time": "09:30"})) == [
+        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?"]
+    assert call.hear("yes please", yes_no="yes") == [CallTool("book_appointment", {
+        "name": "Ann Lee", "phone": CALLER, "date": "2026-11-26", "time": "09:30", "reason": "booked by phone"})]
+    assert call.tool(data={"id": 1, "date": "2026-11-26", "time": "09:30"}) == [
+        Say("You're booked for 2026-11-26 at 09:30. We look forward to seeing you. Is there anything else I can help with?")]
+    assert call.state.node is None and call.state.intent == "book_appointment"
+
+
+def test_booking_with_everything_said_at_once():
+    call = Call()
+    actions = call.hear("Book Ann Lee in on Thursday at 9:30", intent="book_appointment",
+                        slots={"name": "Ann Lee", "date": "2026-11-26", "time": "09:30"})
+    assert texts(actions) == ["So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?"]
+    assert call.state.node == "book_confirm"
+
+
+def test_a_slot_given_early_is_not_asked_again():
+    call = Call()
+    assert texts(call.hear("Can I come in on Thursday?", intent="book_appointment", slots={"date": "2026-11-26"})) == [
+        "Of course. May I have your name, please?"]
+    assert texts(call.hear("It's Ann")) == ["And what time suits you? We have appointments from 9 am to 5 pm."]
+    assert call.state.slots["name"] == "Ann"
+
+
+def test_without_the_callers_number_the_phone_is_asked_for():
+    call = Call(caller="")
+    call.hear("I'd like to book", intent="book_appointment",
+              slots={"name": "Ann Lee", "date": "2026-11-26", "time": "09:30"})
+    assert call.state.node == "book" and texts(call.silence())[0].endswith("What's the best phone number to reach you?")
+    assert texts(call.hear("555 987 6543", slots={"phone": "5559876543"}))[0].startswith("So that's an appointment")
+
+
+def test_confirm_no_then_corrected():
+    call = Call()
+    call.book_until_confirm()
+    assert texts(call.hear("No", yes_no="no")) == ["No problem. What day would you prefer?"]
+    assert call.state.node == "book_change" and "date" not in call.state.slots and call.state.slots["name"] == "Ann Lee"
+    assert texts(call.hear("Friday at ten", slots={"date": "2026-11-27", "time": "10:00"})) == [
+        "So that's an appointment for Ann Lee on 2026-11-27 at 10:00. Shall I book it?"]
+    assert call.hear("yes", yes_no="yes")[0].args["date"] == "2026-11-27"
+
+
+def test_a_no_that_carries_the_correction_is_confirmed_again():
+    call = Call()
+    call.book_until_confirm()
+    assert texts(call.hear("No, Friday", yes_no="no", slots={"date": "2026-11-27"})) == [
+        "So that's an appointment for Ann Lee on 2026-11-27 at 09:30. Shall I book it?"]
+    assert call.state.node == "book_confirm"
+
+
+def test_an_escalation_keyword_mid_booking_transfers_with_a_summary():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment")
+    call.hear("Ann", slots={"name": "Ann"})
+    call.hear("Thursday", slots={"date": "2026-11-26"})
+    actions = call.hear("Can I just talk to a person?")
+    assert actions == [
+        Say(CONNECT),
+        Transfer("front_desk", "sip:frontdesk@pbx.local",
+                 f"Caller wants to book an appointment; name Ann, date 2026-11-26, phone {CALLER}; asked for a person",
+                 {"intent": "book_appointment", "slots": {"name": "Ann", "date": "2026-11-26", "phone": CALLER},
+                  "reason": "asked for a person", "caller": CALLER, "node": "book"}),
+    ]
+    assert call.state.node is None
+
+
+def test_the_speak_to_human_intent_transfers_from_anywhere():
+    call = Call()
+    actions = call.hear("Put me through to the front desk", intent="speak_to_human")
+    assert texts(actions) == ["One moment, I'll put you through."]
+    transfer = actions[-1]
+    assert isinstance(transfer, Transfer) and transfer.uri == "sip:frontdesk@pbx.local"
+    assert transfer.summary == "Caller wants to speak to the front desk; asked for front desk"
+    assert transfer.context["intent"] == "speak_to_human"
+
+
+def test_a_hand_off_intent_wins_over_the_escalation_keywords():
+    actions = Call().hear("Can I talk to someone about an invoice?", intent="billing")
+    assert actions[-1].target == "billing"
+
+
+def test_a_question_is_not_taken_for_a_name():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment")
+    assert texts(call.hear("When are you open?", intent="opening_hours")) == [
+        "We're open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am to 1 pm. We're closed on Sundays.",
+        "Of course. May I have your name, please?"]
+    assert "name" not in call.state.slots
+
+
+def test_a_keyword_is_a_whole_word():
+    call = Call()
+    assert call.hear("Is it personal?") == [AskLlm()]  # "person" inside a word is no request for one
+
+
+def test_misunderstood_twice_is_handed_to_a_person():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment")
+    call.hear("Ann", slots={"name": "Ann"})
+    assert texts(call.hear("purple elephants")) == ["Sorry, I didn't catch that. What day would you like to come in?"]
+    assert call.state.misunderstandings == 1
+    actions = call.hear("the moon")
+    assert texts(actions) == [f"I'm sorry, I'm having trouble understanding. {CONNECT}"]
+    assert actions[-1].summary == f"Caller wants to book an appointment; name Ann, phone {CALLER}; not understood 2 times"
+
+
+def test_an_understood_turn_resets_the_misunderstandings():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment")
+    call.hear("Ann", slots={"name": "Ann"})
+    call.hear("purple elephants")
+    call.hear("Thursday", slots={"date": "2026-11-26"})
+    assert call.state.misunderstandings == 0
+    assert texts(call.hear("purple elephants")) == [
+        "Sorry, I didn't catch that. And what time suits you? We have appointments from 9 am to 5 pm."]
+
+
+def test_without_free_turns_an_unplaced_question_is_a_misunderstanding():
+    call = Call(agent=load_agent(EXAMPLE, overrides={"llm.free_turns": False}))
+    assert texts(call.hear("Do you like jazz?")) == ["Sorry, I didn't catch that. Could you say that another way?"]
+    assert isinstance(call.hear("Jazz, do you like it?")[-1], Transfer)
+
+
+def test_with_free_turns_the_llm_answers_what_nothing_else_does():
+    call = Call()
+    assert call.hear("Do you like jazz?") == [AskLlm()]
+    assert call.hear("mhm", backchannel=True) == []
+    assert call.state.misunderstandings == 0
+
+
+def test_a_question_mid_booking_is_answered_and_the_booking_goes_on():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment", slots={"name": "Ann"})
+    assert texts(call.hear("Where are you again?", knowledge_id="address")) == [
+        "We're at 12 Harbour Street, next to the pharmacy, in the Riverside shopping area.",
+        "What day would you like to come in?"]
+    assert call.state.node == "book" and call.state.misunderstandings == 0
+
+
+def test_a_tool_error_is_an_honest_apology_then_a_transfer():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("yes", yes_no="yes")
+    actions = call.tool("timeout")
+    assert texts(actions) == [f"I'm sorry, I can't reach the booking system right now. {CONNECT}"]
+    assert actions[-1].target == "front_desk"
+    assert actions[-1].summary == ("Caller wants to book an appointment; name Ann Lee, date 2026-11-26, time 09:30, "
+                                   f"phone {CALLER}; book_appointment failed")
+
+
+def test_a_taken_slot_asks_for_another_time():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("yes", yes_no="yes")
+    assert texts(call.tool("error", http_status=409)) == [
+        "I'm sorry, that time isn't available. Which other day would work for you?"]
+    assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [
+        "So that's an appointment for Ann Lee on 2026-11-27 at 10:00. Shall I book it?"]
+
+
+def test_a_failed_transfer_offers_to_take_a_message():
+    call = Call()
+    call.hear("Put me through to the front desk", intent="speak_to_human")
+    assert call.transfer_failed(486) == [
+        Say("I'm sorry, nobody at the front desk is available right now. Can I take a message?"), TakeMessage()]
+    assert texts(call.hear("Yes", yes_no="yes")) == ["Please go ahead, I'm listening."]
+    actions = call.hear("Please ask Dr Lee to call me back about my crown.")
+    assert actions == [
+        TakeMessage("Please ask Dr Lee to call me back about my crown.",
+                    "Caller wants to speak to the front desk; left a message"),
+        Say(f"Thank you, I'll make sure they get your message. {AGENT.goodbye}"),
+        Hangup("message-taken")]
+
+
+def test_no_message_thanks_ends_the_call():
+    call = Call()
+    call.transfer_failed(480)
+    assert call.hear("No thanks", yes_no="no") == [Say(AGENT.goodbye), Hangup("no-message")]
+
+
+def test_without_an_escalation_target_the_agent_offers_a_message():
+    call = Call(agent=load_agent(EXAMPLE, overrides={"escalation.target": ""}))
+    assert call.hear("I want a human") == [Say("I'm sorry, nobody at the front desk is available right now. "
+                                               "Can I take a message?"), TakeMessage()]
+
+
+def test_silence_gets_reprompts_then_goodbye():
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment")
+    assert call.silence() == [Say("Are you still there? Of course. May I have your name, please?")]
+    assert call.silence() == [Say("Are you still there? Of course. May I have your name, please?")]
+    assert call.silence() == [Say(AGENT.goodbye), Hangup("no-input")]
+
+
+def test_an_answer_resets_the_reprompts():
+    call = Call()
+    call.silence()
+    call.silence()
+    call.hear("When are you open?", intent="opening_hours")
+    assert call.silence() == [Say("Are you still there?")]
+
+
+def test_cancelling_by_the_callers_number():
+    call = Call()
+    assert call.hear("I want to cancel my appointment", intent="cancel_appointment") == [
+        CallTool("find_appointments", {"phone": CALLER})]
+    assert texts(call.tool(data={"appointments": [APPOINTMENT]})) == [
+        "I found your appointment on 2026-11-26 at 09:30. Shall I cancel it?"]
+    assert call.hear("yes", yes_no="yes") == [CallTool("cancel_appointment", {"id": 7})]  # an id stays an integer
+    assert texts(call.tool(data={"id": 7, "cancelled": True})) == [
+        "Your appointment is cancelled. Is there anything else I can help with?"]
+
+
+def test_cancelling_when_nothing_is_booked_under_the_number_asks_for_it():
+    call = Call()
+    call.hear("I want to cancel my appointment", intent="cancel_appointment")
+    assert texts(call.tool(data={"appointments": []})) == [
+        "I couldn't find an appointment under this number. What number did you book with?"]
+    assert call.hear("555 987 6543", slots={"phone": "5559876543"}) == [
+        CallTool("find_appointments", {"phone": "5559876543"})]
+    assert texts(call.tool(data={"appointments": []})) == [
+        "I'm sorry, I couldn't find an appointment under that number either. Is there anything else I can help with?"]
+    assert call.state.node is None
+
+
+def test_keeping_the_appointment_after_all():
+    call = Call()
+    call.hear("cancel my appointment", intent="cancel_appointment")
+    call.tool(data={"appointments": [APPOINTMENT]})
+    assert texts(call.hear("no, leave it", yes_no="no")) == [
+        "All right, I'll leave it as it is. Is there anything else I can help with?"]
+
+
+def test_moving_an_appointment():
+    call = Call()
+    assert call.hear("Can I move my appointment?", intent="reschedule") == [
+        CallTool("find_appointments", {"phone": CALLER})]
+    assert texts(call.tool(data={"appointments": [APPOINTMENT]})) == [
+        "I found your appointment on 2026-11-26 at 09:30. Which day would you like instead?"]
+    assert texts(call.hear("Friday at 11", slots={"date": "2026-11-27", "time": "11:00"})) == [
+        "So I'll move your appointment to 2026-11-27 at 11:00. Is that right?"]
+    assert call.hear("yes", yes_no="yes") == [
+        CallTool("move_appointment", {"id": 7, "date": "2026-11-27", "time": "11:00"})]
+    assert texts(call.tool(data={"id": 7, "date": "2026-11-27", "time": "11:00"})) == [
+        "Done. Your appointment is now on 2026-11-27 at 11:00. Is there anything else I can help with?"]
+
+
+def test_goodbye_hangs_up_and_billing_goes_to_billing():
+    assert Call().hear("That's all, bye", intent="goodbye") == [Say(AGENT.goodbye), Hangup("goodbye")]
+    actions = Call().hear("I have a question about my bill", intent="billing")
+    assert texts(actions) == ["Our billing team can help with that. One moment, I'll put you through."]
+    assert actions[-1].uri == "sip:billing@pbx.local" and actions[-1].context["reason"] == "flow billing"
+
+
+def test_a_late_tool_result_is_ignored():
+    call = Call()
+    call.hear("When are you open?", intent="opening_hours")
+    assert call.tool(data={"id": 1}) == []
+
+
+@pytest.mark.parametrize("template, slots, result, expected", [
+    ("So that's {name} on {date} at {time}.", {"name": "Ann"}, {}, "So that's Ann."),
+    ("So that's {name} on {date} at {time}.", {}, {}, "So that's."),
+    ("{name}, you're booked.", {}, {}, "you're booked."),
+    ("Booked for {result.date} at {result.time}.", {}, {"date": "2026-11-26"}, "Booked for 2026-11-26."),
+    ("First: {result.appointments.0.date}, tenth: {result.appointments.9.date}.", {},
+     {"appointments": [{"date": "2026-11-26"}]}, "First: 2026-11-26, tenth."),
+    ("Deep {result.id.x.y} end", {}, {"id": 3}, "Deep end"),
+    ("Cancelled: {result.cancelled}; slots {result.slots}", {}, {"cancelled": True, "slots": ["09:00", "09:30"]},
+     "Cancelled: yes; slots 09:00, 09:30"),
+    ("Hello {caller}", {"caller": "+1555"}, None, "Hello +1555"),
+    ("Braces {not a placeholder} stay", {}, {}, "Braces {not a placeholder} stay"),
+])
+def test_templates_never_raise_on_missing_values(template, slots, result, expected):
+    assert render(template, slots, result) == expected
+
+
+def test_tool_arguments_keep_their_types_and_blank_when_missing():
+    result = {"appointments": [{"id": 7}]}
+    assert render_arg("{result.appointments.0.id}", {}, result) == 7
+    assert render_arg("{result.appointments.3.id}", {}, result) == ""
+    assert render_arg("{name} ({phone})", {"name": "Ann"}, result) == "Ann"
+    assert render_arg(30, {}, result) == 30
+
+
+def test_a_missing_value_in_a_flow_sentence_leaves_a_sensible_blank():
+    call = Call()
+    call.hear("cancel", intent="cancel_appointment")
+    assert texts(call.tool(data={"appointments": [{"id": 7, "date": "2026-11-26"}]})) == [
+        "I found your appointment on 2026-11-26. Shall I cancel it?"]
+
+
+def test_the_state_survives_a_snapshot():
+    call = Call()
+    call.book_until_confirm()
+    flow = call.flow
+    restored = flow.restore(flow.snapshot(call.state), caller=CALLER)
+    assert restored == call.state
+    assert flow.restore(None, caller=CALLER) == FlowState(slots={"caller": CALLER})
+    assert flow.restore({"node": "gone", "slots": {}}).node is None
+
+
+def test_the_examples_tools_work_against_the_example_booking_server():
+    """The flow's CallTool actions, run by the real ToolRunner against the clinic's server."""
+    import asyncio
+
+    from appliance.agent.example_tools import BookingServer
+    from appliance.agent.tools import ToolRunner
+
+    async def scenario() -> list[str]:
+        async with BookingServer() as server:
+            agent = load_agent(EXAMPLE, overrides={"vars.booking_url": server.url})
+            runner = ToolRunner(agent.tools)
+            said: list[str] = []
+
+            async def run(call: Call, actions) -> None:
+                for action in actions:
+                    if isinstance(action, CallTool):
+                        result = await runner.call(action.name, action.args)
+                        call.state, more = call.flow.on_tool_result(call.state, result)
+                        await run(call, more)
+                    elif isinstance(action, Say):
+                        said.append(action.text)
+
+            ann, bo = Call(agent=agent), Call(caller="+15550000000", agent=agent)
+            await run(ann, ann.book_until_confirm())
+            await run(ann, ann.hear("yes", yes_no="yes"))
+            await run(ann, ann.hear("I need to cancel", intent="cancel_appointment"))
+            await run(ann, ann.hear("yes", yes_no="yes"))
+            await run(ann, ann.book_until_confirm())
+            await run(bo, bo.hear("Book me, Bo, then", intent="book_appointment",
+                                  slots={"name": "Bo", "date": "2026-11-26", "time": "09:30"}))
+            await run(ann, ann.hear("yes", yes_no="yes"))
+            await run(bo, bo.hear("yes", yes_no="yes"))  # Ann has the slot again
+            return said
+
+    booked = "You're booked for 2026-11-26 at 09:30. We look forward to seeing you. Is there anything else I can help with?"
+    assert asyncio.run(scenario()) == [
+        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?",
+        booked,
+        "I found your appointment on 2026-11-26 at 09:30. Shall I cancel it?",
+        "Your appointment is cancelled. Is there anything else I can help with?",
+        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?",
+        "So that's an appointment for Bo on 2026-11-26 at 09:30. Shall I book it?",
+        booked,
+        "I'm sorry, that time isn't available. Which other day would work for you?",
+    ]

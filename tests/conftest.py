@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+EXAMPLE_AGENT = Path(__file__).resolve().parents[1] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
+
 
 
 @pytest.fixture
@@ -56,5 +58,8 @@ restart_max = 1.0
 stop_timeout = 5.0
 """
     )
+    # The example receptionist, so agentd starts as on a provisioned box (tests replace it at will).
+    (root / "agents").mkdir()
+    shutil.copy(EXAMPLE_AGENT, root / "agents" / EXAMPLE_AGENT.name)
     yield {"root": root, "config": config, "run_dir": root / "run", "shm_dir": shm_dir}
     shutil.rmtree(root, ignore_errors=True)

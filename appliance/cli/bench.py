@@ -95,3 +95,21 @@ def bench_tts(ctx: click.Context, repeat: int, json_path: str) -> None:
     result = speech.run_tts(config, repeat=repeat)
     click.echo(speech.render_tts(result))
     click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("agent")
+@click.option("--calls", default=3, show_default=True, help="concurrent calls taking turns round-robin")
+@click.option("--turns", default=6, show_default=True, help="caller turns per call")
+@click.option("--agent-file", default=None, help="agent definition [default: the example receptionist]")
+@click.option("--json", "json_path", default="bench-results/agent.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | None, json_path: str) -> None:
+    """LLM time to first token and to the first clause per turn, with and without KV reuse."""
+    from ..bench import agent
+    from .main import _load
+
+    config = _load(ctx)
+    click.echo(f"bench agent: {calls} calls x {turns} turns with {config.agent.llm_model} ...")
+    result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file)
+    click.echo(agent.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

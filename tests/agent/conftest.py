@@ -22,7 +22,6 @@ def booking(tmp_path):
 
 def install_agent(sandbox, booking_url: str, text: str | None = None) -> Path:
     agents = Path(sandbox["root"]) / "agents"
-    agents.mkdir(exist_ok=True)
     body = text if text is not None else EXAMPLE.read_text()
     body = body.replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking_url}"')
     path = agents / "dental-receptionist.toml"

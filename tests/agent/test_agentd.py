@@ -184,3 +184,21 @@ def test_calls_cli_shows_the_record(agentd, line, sandbox):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["id"] == "c8" and len(data["turns"]) >= 3
+
+
+def test_an_unmatched_question_gets_a_spoken_llm_answer(agentd, line):
+    agentd()
+    line.start_call("c9")
+    line.wait_says("c9", 1)
+    line.caller_says("c9", "what do you think about the weather today")
+    said = line.wait_says("c9", 2, timeout=30)[-1]
+    assert len(said.split()) >= 2 and not set(said) & set("<>{}[]|`*#_"), said
+
+
+def test_without_the_llm_an_unmatched_question_gets_a_safe_reprompt(agentd, line):
+    agentd('[agent]\nllm = false')
+    line.start_call("c10")
+    line.wait_says("c10", 1)
+    line.caller_says("c10", "what do you think about the weather today")
+    said = line.wait_says("c10", 2)[-1]
+    assert "sorry" in said.lower(), said

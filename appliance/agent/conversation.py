@@ -171,8 +171,11 @@ class Conversation:
         elif isinstance(msg, TtsStarted):
             if self.speaking is not None and msg.turn == self.speaking.turn:
                 self.speaking.playing = True
-                if not self.timing.first_audio_ns:
+                if not self.timing.first_audio_ns and self.timing.first_say_ns:
                     self.timing.first_audio_ns = msg.ts_ns
+                    if self.records is not None and self.speaking.record_idx is not None:
+                        self.records.update_turn(self.call_id, self.speaking.record_idx,
+                                                 latency=self.timing.latency_ms())
         elif isinstance(msg, TtsFinished):
             if self.speaking is not None and msg.turn == self.speaking.turn:
                 self._spoken(msg.spoken, cancelled=msg.cancelled)
@@ -256,6 +259,7 @@ class Conversation:
     # -- a caller turn --------------------------------------------------------------------------
     async def on_caller_turn(self, final: AsrFinal) -> None:
         self.counters["turns"] += 1
+        self.timing.first_say_ns = self.timing.first_audio_ns = 0
         text = final.text
         self.history.caller(text)
         if self.records is not None:

@@ -44,7 +44,8 @@ class BusIo:
         return getattr(reply, "detail", "") if reply is not None else ""
 
     async def transfer(self, uri: str, headers: dict[str, str]) -> None:
-        await self.service.request(self.service.sipd, Transfer(call_id=self.call_id, target=uri), timeout=3.0)
+        await self.service.request(self.service.sipd, Transfer(call_id=self.call_id, target=uri, headers=headers),
+                                   timeout=3.0)
 
     async def hangup(self, reason: str) -> None:
         await self.service.request(self.service.sipd, Hangup(call_id=self.call_id, reason=reason))

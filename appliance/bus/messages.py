@@ -257,10 +257,13 @@ class PlayFlush(Message):
 @control("ctl.transfer")
 @dataclass(frozen=True, kw_only=True)
 class Transfer(Message):
-    """Blind transfer (REFER) to ``target``; attended when ``replaces`` names a dialog."""
+    """Blind transfer (REFER) to ``target``; attended when ``replaces`` names a dialog.
+    ``headers`` (X-... only) ride in the Refer-To URI, so the PBX's new INVITE to the human
+    carries them: the hand-off context (summary, intent) reaches the receiving phone/CRM."""
 
     target: str
     replaces: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @control("ctl.send_dtmf")

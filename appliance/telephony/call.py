@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -312,21 +313,25 @@ class Call:
                      metrics["jitter_ms"])
 
     # -- transfer (RFC 3515 REFER, RFC 5589 call transfer, RFC 3891 Replaces) ------------------
-    def transfer(self, target: str, replaces: str = "") -> None:
+    def transfer(self, target: str, replaces: str = "", headers: dict[str, str] | None = None) -> None:
         if self.state != "answered":
             raise RuntimeError(f"call is {self.state}, cannot transfer")
         if self.transfer_pending:
             raise RuntimeError("a transfer is already in progress")
-        refer_to = f"<{target}>"
+        from urllib.parse import quote
+
+        uri_headers = []  # RFC 3261 §19.1.1: headers of the request the PBX makes from this URI
         if replaces:
             other = self.ep.calls.get(replaces)
             if other is None:
                 raise RuntimeError(f"no call {replaces} to replace")
             d = other.dialog
-            from urllib.parse import quote
-
-            value = quote(f"{d.call_id};to-tag={d.remote_tag};from-tag={d.local_tag}", safe="")
-            refer_to = f"<{target}?Replaces={value}>"
+            uri_headers.append("Replaces=" + quote(f"{d.call_id};to-tag={d.remote_tag};from-tag={d.local_tag}", safe=""))
+        for name, value in (headers or {}).items():
+            if not re.fullmatch(r"X-[A-Za-z0-9-]{1,40}", name):
+                raise ValueError(f"transfer header {name!r} not allowed: only X-... names")
+            uri_headers.append(f"{name}={quote(str(value)[:256], safe='')}")
+        refer_to = f"<{target}{'?' + '&'.join(uri_headers) if uri_headers else ''}>"
         refer = self.dialog.request("REFER", headers=[("Refer-To", refer_to),
                                                       ("Referred-By", f"<{self.dialog.local_contact.strip('<>')}>")])
         self.transfer_pending = True

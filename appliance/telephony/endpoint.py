@@ -80,7 +80,7 @@ class SipEndpoint:
         control.on(Reject, self._ctl(lambda c, m: c.reject(m.code, m.reason)))
         control.on(Hangup, self._ctl(lambda c, m: c.hangup(m.reason)))
         control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
-        control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces)))
+        control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces, m.headers)))
         control.on(SendDtmf, self._ctl(lambda c, m: c.media.send_dtmf(m.digits, m.duration_ms)))
         log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls", s.bind, self.transport.local_port,
                  "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)

@@ -74,6 +74,7 @@ def test_transfers_on_request_with_context(agentd, line, sandbox):
     line.wait(lambda: line.calls["c3"].transfers, what="a transfer")
     (transfer,) = line.calls["c3"].transfers
     assert transfer.target == "sip:frontdesk@pbx.local"
+    assert transfer.headers["X-Appliance-Intent"] == "speak_to_human" and transfer.headers["X-Appliance-Summary"]
     rec = records(sandbox).get_call("c3")
     line.wait(lambda: records(sandbox).get_call("c3").transfers, what="the transfer record")
     (t,) = records(sandbox).get_call("c3").transfers
@@ -202,3 +203,18 @@ def test_without_the_llm_an_unmatched_question_gets_a_safe_reprompt(agentd, line
     line.caller_says("c10", "what do you think about the weather today")
     said = line.wait_says("c10", 2)[-1]
     assert "sorry" in said.lower(), said
+
+
+def test_a_busy_front_desk_gives_the_call_back_with_an_offer_to_take_a_message(agentd, line, sandbox):
+    line.transfer_result = (486, "Busy Here")
+    agentd()
+    line.start_call("c11")
+    line.wait_says("c11", 1)
+    line.caller_says("c11", "put me through to the front desk please")
+    line.wait(lambda: line.calls["c11"].transfers, what="a transfer")
+    said = line.wait_says("c11", 3)
+    assert "message" in said[-1].lower(), said
+    line.wait(lambda: any(t.status == "failed" for t in records(sandbox).get_call("c11").transfers),
+              what="the failed transfer in the record")
+    (t,) = records(sandbox).get_call("c11").transfers
+    assert t.sip_status == 486

@@ -68,13 +68,16 @@ def test_attended_transfer_refers_with_replaces_naming_the_consult_call(sipd, tm
                keys={"final_status": "200 OK"}, extra=["-trace_msg", "-message_file", str(tmp_path / "pbx.log")])
     calls = answered_call(events, 2)
     caller = next(c for c in calls if c != consult_call)
-    sipd.control(Transfer(call_id=caller, target="sip:200@127.0.0.1", replaces=consult_call))
+    sipd.control(Transfer(call_id=caller, target="sip:200@127.0.0.1", replaces=consult_call,
+                          headers={"X-Appliance-Summary": "Caller wants billing; name Ann"}))
     events.collect(until=lambda e: isinstance(e, CallEnded) and e.call_id == caller, timeout=15)
     out, _ = pbx.communicate(timeout=30)
     assert sipp_counts(out) == (1, 0)
     refer_to = next(line for line in Path(tmp_path / "pbx.log").read_text().splitlines()
                     if line.startswith("Refer-To:"))
-    replaces = urllib.parse.unquote(refer_to.split("Replaces=", 1)[1].rstrip(">"))
+    uri_headers = dict(h.split("=", 1) for h in refer_to.rstrip(">").split("?", 1)[1].split("&"))
+    assert urllib.parse.unquote(uri_headers["X-Appliance-Summary"]) == "Caller wants billing; name Ann"
+    replaces = urllib.parse.unquote(uri_headers["Replaces"])
     call_id, *params = replaces.split(";")
     assert call_id == consult_sip_id
     assert {p.split("=")[0] for p in params} == {"to-tag", "from-tag"}

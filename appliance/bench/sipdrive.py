@@ -117,7 +117,11 @@ class Sipd(Service):
     """sipd on loopback ports of its own."""
 
     def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int = 60):
+        """sipd alone: its pipeline watch is off unless ``extra_sip`` sets pipeline_timeout_s
+        (with no asrd/ttsd/agentd it would otherwise rescue every call after a few seconds)."""
         super().__init__(sandbox, "sipd")
+        if "pipeline_timeout_s" not in extra_sip:
+            extra_sip += "\npipeline_timeout_s = 0"
         self.port = free_port()
         rtp = 20000 + random.randrange(0, 5000) * 2
         text = self.config.read_text()

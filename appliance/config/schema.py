@@ -80,6 +80,12 @@ class Sip:
     auth_users: dict[str, str] = key({}, doc="username = password pairs allowed to call when auth_realm is set")
     auth_algorithms: list[str] = key(["SHA-256", "MD5"], doc="digest challenges offered, strongest first (RFC 8760)",
                                      each=("SHA-512-256", "SHA-256", "MD5"))
+    pipeline_timeout_s: float = key(5.0, doc="asrd/ttsd/agentd silent this long: sipd rescues the calls itself; "
+                                             "0 = never", min=0.0, max=600.0)
+    fallback_target: str = key("", doc="where sipd transfers calls when the AI pipeline is down (a sip: URI); "
+                                       "empty = play fallback_message and hang up")
+    fallback_message: str = key("", doc="16 kHz mono WAV sipd plays when the pipeline is down; empty = a "
+                                        "built-in sentence (espeak-ng)")
 
 
 @dataclass(frozen=True)

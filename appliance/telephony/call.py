@@ -71,6 +71,7 @@ class Call:
         self._expiry: asyncio.TimerHandle | None = None
         self._answer_timer: asyncio.TimerHandle | None = None
         self.transfer_pending = False
+        self.on_transfer_failed = None  # sipd's own fallback waits on its transfer this way
         self.held = False
 
     # -- helpers -------------------------------------------------------------------------
@@ -348,6 +349,8 @@ class Call:
         if final:
             self.transfer_pending = False
             self.log(logging.WARNING, "transfer refused: %d %s", resp.status, resp.reason)
+            if self.on_transfer_failed is not None:
+                self.on_transfer_failed(resp.status)
 
     def _notify(self, req: Request, st: ServerTransaction) -> None:
         st.respond(make_response(req, 200))
@@ -365,3 +368,5 @@ class Call:
             self.transfer_pending = False
             if 200 <= status < 300:
                 self.hangup("transferred")  # RFC 5589 §6.1: the transferor leaves
+            elif self.on_transfer_failed is not None:
+                self.on_transfer_failed(status)

@@ -55,6 +55,8 @@ class SipEndpoint:
         self.counters = {"calls_total": 0, "refused_busy": 0, "refused_rate": 0, "refused_auth": 0,
                          "refused_forbidden": 0, "unmatched": 0}
         self.registration = None
+        self.watch = None
+        self.watch_task: asyncio.Task | None = None
         self.auth = None
         if s.auth_realm:
             from .sip.digest import DigestServer
@@ -82,10 +84,19 @@ class SipEndpoint:
         control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
         control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces, m.headers)))
         control.on(SendDtmf, self._ctl(lambda c, m: c.media.send_dtmf(m.digits, m.duration_ms)))
+        if s.pipeline_timeout_s > 0:
+            from .fallback import PipelineWatch
+
+            self.watch = PipelineWatch(self, runtime)
+            self.watch_task = runtime.watch(asyncio.create_task(self.watch.run(), name="pipeline-watch"))
         log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls", s.bind, self.transport.local_port,
                  "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)
 
     async def stop(self) -> None:
+        if self.watch is not None:
+            self.watch_task.cancel()
+            await asyncio.gather(self.watch_task, return_exceptions=True)
+            self.watch.close()
         if self.registration is not None:
             await self.registration.stop()
         for call in list(self.calls.values()):
@@ -109,6 +120,7 @@ class SipEndpoint:
             "rtp_lost": sum(m["lost"] for m in media), "rtp_late": sum(m["late"] for m in media),
             **({"registered": self.registration.registered, "register_error": self.registration.last_error}
                if self.registration is not None else {}),
+            **({"pipeline_down": ",".join(self.watch.down), **self.watch.counters} if self.watch is not None else {}),
         }
 
     def _ctl(self, action):

@@ -126,6 +126,8 @@ class MediaSession:
                          "rtcp_packets": 0, "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
         self._talking = False
         self._dtmf_out: list[tuple[bytes, bool] | None] = []  # None = a tick of audio between digits
+        self._announce: list[np.ndarray] = []  # sipd's own message (AI pipeline down): replaces agent audio
+        self._announce_done = None
         self._dtmf_ts = 0
 
     @staticmethod
@@ -190,6 +192,11 @@ class MediaSession:
         self.counters["frames_in"] += 1
         if self.sending and self.remote is not None and self._dtmf_out:
             self._send_dtmf_packet()
+        elif self.sending and self.remote is not None and self._announce:
+            self._send(self._announce.pop(0), talking=True)
+            if not self._announce and self._announce_done is not None:
+                done, self._announce_done = self._announce_done, None
+                self.loop.call_soon(done)
         elif self.sending and self.remote is not None:
             frame = self.out_ring.read()
             if frame is not None:
@@ -267,6 +274,13 @@ class MediaSession:
             self.counters["tx_packets"] += 1
         except OSError as exc:
             log.debug("RTP send failed: %s", exc)
+
+    def announce(self, pcm16k: np.ndarray, done=None) -> None:
+        """Play sipd's own 16 kHz message instead of the agent's audio, then call ``done``."""
+        pad = (-len(pcm16k)) % FRAME_SAMPLES
+        pcm = np.concatenate([pcm16k.astype(np.int16), np.zeros(pad, np.int16)])
+        self._announce = [pcm[i:i + FRAME_SAMPLES] for i in range(0, len(pcm), FRAME_SAMPLES)]
+        self._announce_done = done
 
     def flush(self) -> None:
         """Barge-in: drop every queued agent frame; the next tick sends silence."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Protocol
 
@@ -30,6 +30,15 @@ from ..runtime.logs import call_context
 log = logging.getLogger("appliance.agentd")
 
 ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sentence: our own echo
+# A transcript ending on one of these is a pause mid-sentence, not the end of the caller's turn.
+TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "an", "to", "with", "for", "my",
+            "is", "of", "at", "on", "it's", "its", "was", "like"}
+
+
+def incomplete(text: str) -> bool:
+    """Semantic end of turn, cheaply: the VAD heard silence, but the words are not done."""
+    words = _words(text)
+    return bool(words) and (words[-1] in TRAILING or text.rstrip().endswith((",", "-")))
 
 
 class AgentIo(Protocol):
@@ -111,6 +120,8 @@ class Conversation:
         self.listening_utterance: int | None = None
         self.no_input_task: asyncio.Task | None = None
         self.timing = TurnTiming()
+        self.held: AsrFinal | None = None  # a final that ended mid-sentence, waiting for the rest
+        self.held_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task | None = None
         self.ended = False
         self.counters = {"turns": 0, "barge_ins": 0, "backchannels": 0, "echoes": 0, "tool_calls": 0, "llm_turns": 0}
@@ -126,6 +137,8 @@ class Conversation:
     async def close(self) -> None:
         self.ended = True
         self._disarm_barge_in()
+        if self.held_timer is not None:
+            self.held_timer.cancel()
         if self.no_input_task is not None:
             self.no_input_task.cancel()
         if self.task is not None:
@@ -151,6 +164,9 @@ class Conversation:
             return
         if isinstance(msg, SpeechStarted):
             self._cancel_no_input()
+            if self.held_timer is not None:  # the caller goes on: the held part waits for the rest
+                self.held_timer.cancel()
+                self.held_timer = None
             self.listening_utterance = msg.utterance
             if self.speaking is not None and self.speaking.playing:
                 self._arm_barge_in(msg)
@@ -164,6 +180,14 @@ class Conversation:
             self.timing.final_ns = msg.ts_ns
             if self._ignorable(msg.text):
                 self._arm_no_input()
+                return
+            if self.held is not None:  # the rest of a sentence the caller paused in
+                msg = replace(msg, text=f"{self.held.text} {msg.text}", start_ns=self.held.start_ns)
+                self.held = None
+            if incomplete(msg.text) and self.agent.turns.incomplete_wait_ms:
+                self.held = msg
+                self.held_timer = asyncio.get_running_loop().call_later(
+                    self.agent.turns.incomplete_wait_ms / 1000, self._release_held)
                 return
             await self.pending.put(msg)
         elif isinstance(msg, AsrDropped):
@@ -181,6 +205,12 @@ class Conversation:
                 self._spoken(msg.spoken, cancelled=msg.cancelled)
         elif isinstance(msg, TransferProgress):
             await self.on_transfer_progress(msg)
+
+    def _release_held(self) -> None:
+        self.held_timer = None
+        held, self.held = self.held, None
+        if held is not None and not self.ended:
+            self.pending.put_nowait(held)
 
     def _ignorable(self, text: str) -> bool:
         """Backchannel or echo while the agent talks: not a turn (and never a barge-in)."""

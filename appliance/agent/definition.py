@@ -10,7 +10,6 @@ changes any key without editing the file (the demo and the tests point tools at 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -19,7 +18,8 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from ..typecheck import conforms, describe
+from ..config.loader import check_value, show
+from ..typecheck import describe
 from .tools import ToolSpec, check_spec
 
 NODE_KINDS = ("collect", "confirm", "tool", "say", "transfer", "end", "llm")
@@ -55,6 +55,8 @@ class Turns:
     no_input_s: float = key(8.0, doc="silence after the agent spoke before a re-prompt (s)", min=1.0, max=120.0)
     max_reprompts: int = key(2, doc="re-prompts in a row before the agent says goodbye", min=0, max=10)
     reprompt: str = key("Are you still there?", doc="said when the caller is silent")
+    incomplete_wait_ms: int = key(600, doc="extra wait when a transcript ends mid-sentence (\"and\", \"um\", "
+                                           "\"my number is\") before the agent answers", min=0, max=5000)
     end_silence_ms: int | None = key(None, doc="this agent's endpoint silence (vad.end_silence_ms otherwise)",
                                      min=60, max=3000)
 
@@ -294,7 +296,7 @@ def _fill_vars(value, names: dict, where: str, problems: list[str]):
 def _tools(tables, problems: list[str]) -> list[ToolSpec]:
     """``[[tools]]`` through tools.check_spec, whose lines name the tool and the key."""
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        problems.append(f"tools: must be tables [[tools]], got {_show(tables)}")
+        problems.append(f"tools: must be tables [[tools]], got {show(tables)}")
         return []
     specs = []
     for table in tables:
@@ -342,12 +344,12 @@ def _value(dotted: str, value, hint, meta, problems: list[str]):
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if is_dataclass(hint):
         if not isinstance(value, dict):
-            problems.append(f"{dotted}: must be a table [{dotted}], got {_show(value)}")
+            problems.append(f"{dotted}: must be a table [{dotted}], got {show(value)}")
             return MISSING
         return build(hint, value, dotted + ".", problems)
     if origin is list and is_dataclass(args[0]):
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            problems.append(f"{dotted}: must be tables [[{dotted}]], got {_show(value)}")
+            problems.append(f"{dotted}: must be tables [[{dotted}]], got {show(value)}")
             return MISSING
         out = []
         for i, item in enumerate(value):
@@ -355,7 +357,7 @@ def _value(dotted: str, value, hint, meta, problems: list[str]):
         return out
     if origin is dict and is_dataclass(args[1]):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            problems.append(f"{dotted}: must be tables [{dotted}.<id>], got {_show(value)}")
+            problems.append(f"{dotted}: must be tables [{dotted}.<id>], got {show(value)}")
             return MISSING
         return {k: replace(build(args[1], v, f"{dotted}.{k}.", problems), id=k) for k, v in value.items()}
     return _scalar(dotted, value, hint, meta, problems)
@@ -368,31 +370,7 @@ def _label(item, i: int) -> str:
 
 
 def _scalar(dotted: str, value, hint, meta, problems: list[str]):
-    if not conforms(value, hint):
-        problems.append(f"{dotted}: must be {_describe(hint)}, got {_show(value)}")
-        return MISSING
-    if typing.get_origin(hint) is list:
-        allowed = meta.get("each")
-        bad = [v for v in value if allowed and v not in allowed]
-        if bad:
-            problems.append(f"{dotted}: {_show(bad[0])} is not one of {', '.join(allowed)}")
-            return MISSING
-        return list(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        problems.append(f"{dotted}: {_show(value)} is not allowed (a finite number is required)")
-        return MISSING
-    if isinstance(value, str) and "\0" in value:
-        problems.append(f"{dotted}: must not contain a NUL character")
-        return MISSING
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        problems.append(f"{dotted}: {_show(value)} is not one of {', '.join(choices)}")
-        return MISSING
-    lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        problems.append(f"{dotted}: {_show(value)} is out of range (allowed {lo} to {hi})")
-        return MISSING
-    return float(value) if hint is float else value
+    return check_value(dotted, value, hint, meta, problems, describe_hint=_describe)
 
 
 def _describe(hint) -> str:
@@ -402,13 +380,6 @@ def _describe(hint) -> str:
     if type(None) in typing.get_args(hint) and len(parts) == 1:
         return describe(parts[0])
     return describe(hint)
-
-
-def _show(value) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- rules between keys ----------------------------------------------------------------------------

@@ -89,45 +89,47 @@ def _build(cls, data: dict, prefix: str, problems: list[str]):
         value, hint = data[name], hints[name]
         if is_dataclass(hint):
             if not isinstance(value, dict):
-                problems.append(f"{dotted}: must be a table [{dotted}], got {_show(value)}")
+                problems.append(f"{dotted}: must be a table [{dotted}], got {show(value)}")
             else:
                 kwargs[name] = _build(hint, value, dotted + ".", problems)
             continue
-        checked = _check(dotted, value, hint, f.metadata, problems)
+        checked = check_value(dotted, value, hint, f.metadata, problems)
         if checked is not MISSING:
             kwargs[name] = checked
     return cls(**kwargs)
 
 
-def _check(dotted: str, value, hint, meta, problems: list[str]):
+def check_value(dotted: str, value, hint, meta, problems: list[str], describe_hint=describe):
+    """One key's value against its type and metadata (choices/min/max/each); the problem, if
+    any, is appended in the admin-facing wording. Shared with the agent-file loader."""
     if not conforms(value, hint):
-        problems.append(f"{dotted}: must be {describe(hint)}, got {_show(value)}")
+        problems.append(f"{dotted}: must be {describe_hint(hint)}, got {show(value)}")
         return MISSING
     if typing.get_origin(hint) is list:
         allowed = meta.get("each")
         bad = [v for v in value if allowed and v not in allowed]
         if bad:
-            problems.append(f"{dotted}: {_show(bad[0])} is not one of {', '.join(allowed)}")
+            problems.append(f"{dotted}: {show(bad[0])} is not one of {', '.join(allowed)}")
             return MISSING
         return list(value)
-    if hint is float and not math.isfinite(value):
-        problems.append(f"{dotted}: {_show(value)} is not allowed (a finite number is required)")
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{dotted}: {show(value)} is not allowed (a finite number is required)")
         return MISSING
     if isinstance(value, str) and "\0" in value:
         problems.append(f"{dotted}: must not contain a NUL character")
         return MISSING
     choices = meta.get("choices")
     if choices and value not in choices:
-        problems.append(f"{dotted}: {_show(value)} is not one of {', '.join(choices)}")
+        problems.append(f"{dotted}: {show(value)} is not one of {', '.join(choices)}")
         return MISSING
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        problems.append(f"{dotted}: {_show(value)} is out of range (allowed {lo} to {hi})")
+        problems.append(f"{dotted}: {show(value)} is out of range (allowed {lo} to {hi})")
         return MISSING
     return float(value) if hint is float else value
 
 
-def _show(value) -> str:
+def show(value) -> str:
     text = repr(value) if not isinstance(value, str) else f'"{value}"'
     if isinstance(value, bool):
         text = "true" if value else "false"

@@ -218,3 +218,22 @@ def test_a_busy_front_desk_gives_the_call_back_with_an_offer_to_take_a_message(a
               what="the failed transfer in the record")
     (t,) = records(sandbox).get_call("c11").transfers
     assert t.sip_status == 486
+
+
+def test_a_pause_mid_sentence_is_not_the_end_of_the_turn(agentd, line):
+    agentd()
+    line.start_call("c12")
+    line.wait_says("c12", 1)
+    line.caller_says("c12", "I would like to", seconds=0.5)
+    line.caller_says("c12", "book an appointment", seconds=0.6)
+    said = line.wait_says("c12", 2)
+    time.sleep(0.8)
+    assert len(line.calls["c12"].turns()) == 2  # one answer to the whole sentence, not two
+    assert "name" in said[-1].lower(), said
+
+
+def test_incomplete_endings():
+    from appliance.agent.conversation import incomplete
+
+    assert incomplete("my number is") and incomplete("I want to book and") and incomplete("um,")
+    assert not incomplete("I want to book an appointment") and not incomplete("yes") and not incomplete("")

@@ -116,7 +116,7 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
     ("", "[llm]\nfree_turns = 1", "llm.free_turns: must be true or false, got 1"),
     ("", '[turns]\nend_silence_ms = "long"', 'turns.end_silence_ms: must be an integer, got "long"'),
     ("", "[turns]\nbarge_in_ms = 300", "turns.barge_in_ms: unknown key (allowed: barge_in_min_ms, barge_in_min_words, "
-                                       "end_silence_ms, max_reprompts, no_input_s, reprompt)"),
+                                       "end_silence_ms, incomplete_wait_ms, max_reprompts, no_input_s, reprompt)"),
     ('next = "save"', 'next = "sav"', 'flow.ask.next: "sav" is not a flow node (nodes: ask, save)'),
     ('node = "ask"', 'node = "asking"', 'intents[book].node: "asking" is not a flow node (nodes: ask, save)'),
     ('knowledge = "hours"', 'knowledge = "hour"', 'intents[hours].knowledge: "hour" is not a knowledge entry '

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -334,8 +335,10 @@ class Conversation:
                 log.warning("unknown action %r ignored", action)
 
     def _new_turn(self) -> str:
+        """Unique across agentd restarts too: ttsd remembers cancelled turn ids, and a reused
+        one would have its speech dropped."""
         self.turn_seq += 1
-        return f"{self.call_id}-t{self.turn_seq}"
+        return f"{self.call_id}-{os.getpid()}-t{self.turn_seq}"
 
     async def speak(self, text: str) -> None:
         """One whole agent utterance (a flow's sentence)."""

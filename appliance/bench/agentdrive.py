@@ -217,10 +217,12 @@ class Line:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
     def wait_says(self, call_id: str, n: int, timeout: float = 15.0) -> list[str]:
-        """Until the agent has started ``n`` turns and finished saying the last of them."""
+        """Until the agent has started ``n`` turns and its last one has finished playing, as a
+        polite caller waits (talking earlier would be a barge-in)."""
         def done() -> bool:
             says = self.calls[call_id].says
-            return len(self.calls[call_id].turns()) >= n and bool(says) and says[-1].last
+            return len(self.calls[call_id].turns()) >= n and bool(says) and says[-1].last \
+                and call_id not in self.playing
         self.wait(done, timeout, f"{n} agent turns")
         return self.calls[call_id].agent_text()
 

@@ -30,6 +30,7 @@ from ..runtime.logs import call_context
 
 log = logging.getLogger("appliance.agentd")
 
+TRANSFER_TIMEOUT_S = 30.0  # REFER sent and no final NOTIFY by then: the transfer failed
 ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sentence: our own echo
 # A transcript ending on one of these is a pause mid-sentence, not the end of the caller's turn.
 TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "an", "to", "with", "for", "my",
@@ -122,6 +123,7 @@ class Conversation:
         self.no_input_task: asyncio.Task | None = None
         self.timing = TurnTiming()
         self.held: AsrFinal | None = None  # a final that ended mid-sentence, waiting for the rest
+        self.transferring: asyncio.TimerHandle | None = None  # a REFER is out: no re-prompts meanwhile
         self.held_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task | None = None
         self.ended = False
@@ -138,8 +140,9 @@ class Conversation:
     async def close(self) -> None:
         self.ended = True
         self._disarm_barge_in()
-        if self.held_timer is not None:
-            self.held_timer.cancel()
+        for timer in (self.held_timer, self.transferring):
+            if timer is not None:
+                timer.cancel()
         if self.no_input_task is not None:
             self.no_input_task.cancel()
         if self.task is not None:
@@ -270,7 +273,7 @@ class Conversation:
     # -- no input -------------------------------------------------------------------------------
     def _arm_no_input(self) -> None:
         self._cancel_no_input()
-        if self.ended or self.speaking is not None:
+        if self.ended or self.speaking is not None or self.transferring is not None:
             return
         self.no_input_task = asyncio.create_task(self._no_input(self.agent.turns.no_input_s))
 
@@ -426,11 +429,17 @@ class Conversation:
         if self.records is not None:
             self.records.add_transfer(self.call_id, target=action.target, uri=action.uri, kind="blind",
                                       status="requested", context={"summary": action.summary, **action.context})
+        # Quiet while the PBX connects the human; if it never says how it went, take the call back.
+        self.transferring = asyncio.get_running_loop().call_later(
+            TRANSFER_TIMEOUT_S, lambda: asyncio.ensure_future(self.on_transfer_progress(
+                TransferProgress(call_id=self.call_id, status=408, reason="no transfer result", final=True))))
         await self.io.transfer(action.uri, headers)
 
     async def on_transfer_progress(self, msg: TransferProgress) -> None:
-        if not msg.final:
+        if not msg.final or self.transferring is None:
             return
+        self.transferring.cancel()
+        self.transferring = None
         if 200 <= msg.status < 300:
             if self.records is not None:
                 self.records.update_transfer(self.call_id, status="answered", sip_status=msg.status, reason=msg.reason)

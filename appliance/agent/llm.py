@@ -204,11 +204,17 @@ class LlmResponder:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         async def spoken():
+            seen: set[str] = set()
             while True:
                 clause = await queue.get()
                 if clause is None:
                     return
                 clause = speakable(clause)
+                key = re.sub(r"\W+", " ", clause.lower()).strip()
+                if key in seen:  # a small model looping ("I'm sorry, ... I'm sorry, ..."): stop there
+                    cancel.set()
+                    return
+                seen.add(key)
                 if clause:
                     yield clause
 

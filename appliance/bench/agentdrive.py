@@ -59,7 +59,7 @@ class Line:
     """sipd + asrd + ttsd stand-ins for one agentd, in a background event loop."""
 
     def __init__(self, run_dir: str, shm_dir: str, *, seconds_per_char: float = 0.01,
-                 transfer_result: tuple[int, str] = (200, "OK")):
+                 transfer_result: tuple[int, str] | None = (200, "OK")):
         self.run_dir, self.shm_dir = str(run_dir), str(shm_dir)
         Path(self.run_dir).mkdir(parents=True, exist_ok=True)
         self.seconds_per_char = seconds_per_char
@@ -142,10 +142,11 @@ class Line:
 
     def _transfer(self, msg: Transfer) -> Ok:
         self.calls[msg.call_id].transfers.append(msg)
-        status, reason = self.transfer_result
         self.pub["sipd"].publish(TransferProgress(call_id=msg.call_id, status=202, reason="Accepted", final=False))
-        self.loop.call_later(0.05, lambda: self.pub["sipd"].publish(
-            TransferProgress(call_id=msg.call_id, status=status, reason=reason, final=True)))
+        if self.transfer_result is not None:  # None: a PBX that never reports the outcome
+            status, reason = self.transfer_result
+            self.loop.call_later(0.05, lambda: self.pub["sipd"].publish(
+                TransferProgress(call_id=msg.call_id, status=status, reason=reason, final=True)))
         return Ok(call_id=msg.call_id)
 
     def _hangup(self, msg: Hangup) -> Ok:

@@ -237,3 +237,15 @@ def test_incomplete_endings():
 
     assert incomplete("my number is") and incomplete("I want to book and") and incomplete("um,")
     assert not incomplete("I want to book an appointment") and not incomplete("yes") and not incomplete("")
+
+
+def test_no_reprompts_while_a_transfer_is_out_and_a_silent_pbx_means_failure(agentd, line):
+    line.transfer_result = None  # the PBX accepts the REFER and never reports how it went
+    agentd('[agent]\nllm = false')
+    line.start_call("c13")
+    line.wait_says("c13", 1)
+    line.caller_says("c13", "can I speak to a person")
+    line.wait(lambda: line.calls["c13"].transfers, what="a transfer")
+    n = len(line.calls["c13"].turns())
+    time.sleep(3.0)
+    assert len(line.calls["c13"].turns()) == n  # no "Are you still there?" while the human is being rung

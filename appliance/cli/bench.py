@@ -113,3 +113,20 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
     result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file)
     click.echo(agent.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("latency")
+@click.option("--calls", default=1, show_default=True, help="concurrent baresip callers")
+@click.option("--turns", default=3, show_default=True, help="caller turns per call")
+@click.option("--json", "json_path", default="bench-results/latency.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_latency(ctx: click.Context, calls: int, turns: int, json_path: str) -> None:
+    """Voice-to-voice turn latency on the caller's received audio, with the stage breakdown."""
+    from ..bench import latency
+    from .main import _load
+
+    config = _load(ctx)
+    click.echo(f"bench latency: {calls} call(s) x {turns} turns through the whole appliance ...")
+    result = latency.run(config.paths.models_dir, calls=calls, turns=turns)
+    click.echo(latency.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

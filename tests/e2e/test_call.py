@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soxr
-from conftest import baresip_call, read_wav
+from appliance.bench.calldrive import baresip_call, read_wav
 
 from appliance.agent.records import CallRecords
 from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished

@@ -1,0 +1,123 @@
+"""The whole appliance as real processes (sipd, asrd, ttsd, agentd on the CPU defaults, the
+example receptionist and its booking server), called by real softphones (baresip) playing
+caller turns from a WAV and recording what they hear. Shared by the end-to-end tests and
+`appliancectl bench latency`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+from appliance.bench.sipdrive import EventLog, Service, free_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
+SERVICES = ("sipd", "asrd", "ttsd", "agentd")
+
+
+class Appliance:
+    def __init__(self, sandbox, booking_url: str):
+        self.sandbox = sandbox
+        self.port = free_port()
+        cfg = sandbox["config"]
+        cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
+                       'rtp_port_min = 26000\nrtp_port_max = 26199\n')
+        agent = EXAMPLE.read_text().replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking_url}"')
+        (Path(sandbox["root"]) / "agents" / EXAMPLE.name).write_text(agent)
+        self.services = {n: Service(sandbox, n).start(wait_ready=False) for n in SERVICES}
+        deadline = time.monotonic() + 90
+        for name, svc in self.services.items():
+            while True:
+                try:
+                    if svc.status().state == "ready":
+                        break
+                except Exception:
+                    pass
+                if svc.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start:\n{svc.output()}")
+                time.sleep(0.2)
+        self.events = EventLog(str(sandbox["run_dir"]), services=SERVICES)
+
+    def stop(self) -> None:
+        self.events.close()
+        for svc in self.services.values():
+            svc.stop()
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
+
+
+def caller_voice(text: str) -> np.ndarray:
+    """The caller at 8 kHz: Piper speech made higher and quicker (read at 1.12x its rate), so
+    the caller does not sound like the agent's own voice."""
+    import soxr
+
+    from appliance.bench.speechdrive import synthetic_speech
+
+    pcm = synthetic_speech(text).astype(np.float32) / 32768
+    return (np.clip(soxr.resample(pcm, 16000 * 1.12, 8000), -1, 1) * 32767).astype(np.int16)
+
+
+def caller_wav(workdir: Path, script: list[tuple[float, str]], seconds: float) -> tuple[Path, list[float], float]:
+    """The caller's side as an 8 kHz WAV: each turn after ``gap`` s of silence, then ``seconds``
+    more; returns the path, when each turn's speech ends (s from the start) and the length."""
+    parts, ends, t = [], [], 0.0
+    for gap, text in script:
+        voice = caller_voice(text)
+        loud = np.flatnonzero(np.abs(voice) > 300)
+        parts += [np.zeros(int(8000 * gap), np.int16), voice]
+        t += gap
+        ends.append(t + (loud[-1] + 1) / 8000 if len(loud) else t)
+        t += len(voice) / 8000
+    parts.append(np.zeros(int(8000 * seconds), np.int16))
+    audio = np.concatenate(parts)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_wav(workdir / "caller.wav", audio, 8000)
+    return workdir / "caller.wav", ends, len(audio) / 8000
+
+
+def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
+    """baresip dialling the appliance with ``workdir/caller.wav`` as its microphone and a
+    recording of what it hears in ``workdir/dump-*-dec.wav``; it hangs up after ``seconds``."""
+    if shutil.which("baresip") is None:
+        raise RuntimeError("baresip is not installed (Debian package baresip; scripts/test installs it)")
+    (workdir / "config").write_text(f"""poll_method epoll
+sip_listen 127.0.0.1:{free_port()}
+net_interface 127.0.0.1
+audio_player aufile,{workdir}/unused.wav
+audio_source aufile,{workdir}/caller.wav
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module sndfile.so
+module account.so
+module_app menu.so
+snd_path {workdir}
+""")
+    (workdir / "accounts").write_text("<sip:+15557654321@127.0.0.1>;regint=0\n")
+    return subprocess.Popen(["baresip", "-f", str(workdir), "-e", f"/dial sip:agent@127.0.0.1:{port}",
+                             "-t", str(int(seconds + 1))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def baresip_call(workdir: Path, port: int, script: list[tuple[float, str]], *, seconds: float) -> Path:
+    """One call: play the script, stay ``seconds`` more, hang up; the recording of what the
+    caller heard."""
+    _, _, length = caller_wav(workdir, script, seconds)
+    phone = start_baresip(workdir, port, length)
+    phone.wait(length + 30)
+    (dump,) = workdir.glob("dump-*-dec.wav")
+    return dump

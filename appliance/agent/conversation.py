@@ -193,6 +193,10 @@ class Conversation:
                 self.held_timer = asyncio.get_running_loop().call_later(
                     self.agent.turns.incomplete_wait_ms / 1000, self._release_held)
                 return
+            if self.speaking is not None:
+                # The caller said something real while we were still answering (or still working
+                # out the answer, e.g. a slow LLM turn): theirs wins, ours stops here.
+                await self.barge_in()
             await self.pending.put(msg)
         elif isinstance(msg, AsrDropped):
             self._arm_no_input()

@@ -12,6 +12,7 @@ import click
 
 from ..config import ConfigError, Config, default_path, load
 from .bench import bench
+from .demo import demo
 from .calls import call, calls
 from .models import models
 
@@ -154,6 +155,7 @@ def events(ctx: click.Context, types: tuple[str, ...], count: int, timeout: floa
 
 
 cli.add_command(bench)
+cli.add_command(demo)
 cli.add_command(models)
 cli.add_command(calls)
 cli.add_command(call)

@@ -127,6 +127,7 @@ class Conversation:
         self.held_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task | None = None
         self.ended = False
+        self.on_latency = None  # agentd's status keeps the last minute of per-stage latency
         self.counters = {"turns": 0, "barge_ins": 0, "backchannels": 0, "echoes": 0, "tool_calls": 0, "llm_turns": 0}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -205,9 +206,11 @@ class Conversation:
                 self.speaking.playing = True
                 if not self.timing.first_audio_ns and self.timing.first_say_ns:
                     self.timing.first_audio_ns = msg.ts_ns
+                    latency = self.timing.latency_ms()
                     if self.records is not None and self.speaking.record_idx is not None:
-                        self.records.update_turn(self.call_id, self.speaking.record_idx,
-                                                 latency=self.timing.latency_ms())
+                        self.records.update_turn(self.call_id, self.speaking.record_idx, latency=latency)
+                    if self.on_latency is not None and latency.get("total"):
+                        self.on_latency(latency)
         elif isinstance(msg, TtsFinished):
             if self.speaking is not None and msg.turn == self.speaking.turn:
                 self._spoken(msg.spoken, cancelled=msg.cancelled)

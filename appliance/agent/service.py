@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
@@ -86,6 +88,7 @@ class AgentService:
         self.ttsd: ControlClient | None = None
         self.tasks: list[asyncio.Task] = []
         self.counters = {"calls": 0, "control_errors": 0, "rebuilt": 0}
+        self.latencies: deque[tuple[float, dict]] = deque(maxlen=2000)  # (monotonic s, per-stage ms)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -162,7 +165,18 @@ class AgentService:
                 sock.close()
 
     def status(self) -> dict:
-        return {"agents": len(getattr(self, "agents", {})), "active": len(self.conversations), **self.counters}
+        """Counters, and each stage's p50/p95 over the last minute of turns (what an operator
+        watches: is the box keeping up?)."""
+        out = {"agents": len(getattr(self, "agents", {})), "active": len(self.conversations), **self.counters}
+        since = time.monotonic() - 60
+        recent = [lat for t, lat in self.latencies if t >= since]
+        out["turns_last_min"] = len(recent)
+        for stage in ("endpoint", "asr", "decide", "tts_first_audio", "total"):
+            values = sorted(lat[stage] for lat in recent if lat.get(stage))
+            if values:
+                out[f"{stage}_p50_ms"] = round(values[len(values) // 2])
+                out[f"{stage}_p95_ms"] = round(values[min(len(values) - 1, int(len(values) * 0.95))])
+        return out
 
     async def request(self, client: ControlClient | None, msg, timeout: float = 1.0):
         try:
@@ -188,6 +202,7 @@ class AgentService:
         brain = self.brains[agent_name]
         conv = Conversation(call_id, caller, brain["agent"], brain["flow"], brain["understander"],
                             BusIo(self, call_id), tools=brain["tools"], llm=brain["llm"], records=self.records, **kw)
+        conv.on_latency = lambda lat: self.latencies.append((time.monotonic(), lat))
         self.conversations[call_id] = conv
         return conv
 

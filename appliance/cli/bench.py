@@ -118,15 +118,26 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
 @bench.command("latency")
 @click.option("--calls", default=1, show_default=True, help="concurrent baresip callers")
 @click.option("--turns", default=3, show_default=True, help="caller turns per call")
+@click.option("--sweep", default="", help="comma list of call counts, e.g. 1,2,4: find how many keep p95 under --target-ms")
+@click.option("--target-ms", default=1000.0, show_default=True, help="voice-to-voice p95 target for --sweep")
 @click.option("--json", "json_path", default="bench-results/latency.json", show_default=True, help="JSON output file")
 @click.pass_context
-def bench_latency(ctx: click.Context, calls: int, turns: int, json_path: str) -> None:
+def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target_ms: float, json_path: str) -> None:
     """Voice-to-voice turn latency on the caller's received audio, with the stage breakdown."""
     from ..bench import latency
     from .main import _load
 
     config = _load(ctx)
-    click.echo(f"bench latency: {calls} call(s) x {turns} turns through the whole appliance ...")
-    result = latency.run(config.paths.models_dir, calls=calls, turns=turns)
-    click.echo(latency.render(result))
-    click.echo(f"wrote {write_json(result, json_path)}")
+    counts = [int(x) for x in sweep.split(",") if x.strip()] or [calls]
+    results = []
+    for n in counts:
+        click.echo(f"bench latency: {n} call(s) x {turns} turns through the whole appliance ...")
+        result = latency.run(config.paths.models_dir, calls=n, turns=turns)
+        click.echo(latency.render(result))
+        results.append(result)
+    if len(results) == 1:
+        click.echo(f"wrote {write_json(results[0], json_path)}")
+        return
+    ok = [r["calls"] for r in results if r["voice_to_voice_ms"]["p95"] <= target_ms and not r["failed_turns"]]
+    click.echo(f"most concurrent calls with voice-to-voice p95 <= {target_ms:.0f} ms: {max(ok) if ok else 'none'}")
+    click.echo(f"wrote {write_json({'bench': 'latency-sweep', 'target_ms': target_ms, 'runs': results}, json_path)}")

@@ -26,13 +26,15 @@ def next_weekday(n: int = 1) -> dt.date:
 
 
 def test_greets_and_answers_opening_hours(agentd, line, sandbox):
-    agentd()
+    svc = agentd()
     line.start_call("c1")
     (greeting,) = line.wait_says("c1", 1)
     assert "Riverside Dental" in greeting
     line.caller_says("c1", "what time are you open on saturday")
     said = line.wait_says("c1", 2)
     assert "9" in said[-1] or "nine" in said[-1].lower(), said
+    status = svc.status().details  # the operator's view: last minute's latency per stage
+    assert status["turns_last_min"] == 1 and status["total_p50_ms"] >= status["endpoint_p50_ms"] > 0
     line.hang_up("c1")
     line.wait(lambda: (records(sandbox).get_call("c1") or {}).get("outcome") not in (None, "in-progress"),
               what="the call record to close")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config.loader import check_value, show
+from ..config.schema import key
 from ..typecheck import describe
 from .tools import ToolSpec, check_spec
 
@@ -29,14 +30,6 @@ ESCALATE = "escalate"  # a tool node's on_error that hands the call to escalatio
 ENTITY_SLOTS = ("date", "time", "part_of_day", "number", "phone", "name")
 CALLER_SLOT = "caller"  # the caller's number, filled by the conversation
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w]*(?:\.[\w]+)*)\}")
-
-
-def key(default, *, doc: str, required: bool = False, choices=None, min=None, max=None, each=None):
-    """A key of the agent file: default, one-line meaning, allowed values (as in config/schema.py)."""
-    meta = {"doc": doc, "required": required, "choices": choices, "min": min, "max": max, "each": each}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)

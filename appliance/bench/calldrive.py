@@ -89,25 +89,31 @@ def caller_wav(workdir: Path, script: list[tuple[float, str]], seconds: float) -
     return workdir / "caller.wav", ends, len(audio) / 8000
 
 
-def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
-    """baresip dialling the appliance with ``workdir/caller.wav`` as its microphone and a
-    recording of what it hears in ``workdir/dump-*-dec.wav``; it hangs up after ``seconds``."""
-    if shutil.which("baresip") is None:
-        raise RuntimeError("baresip is not installed (Debian package baresip; scripts/test installs it)")
+def baresip_config(workdir: Path, codec: str = "g711", caller: str = "+15557654321") -> None:
+    """A baresip profile in ``workdir``: ``caller.wav`` is its microphone (aufile does not
+    resample: 8 kHz for G.711, 16 kHz for G.722), and sndfile records what it hears."""
     (workdir / "config").write_text(f"""poll_method epoll
 sip_listen 127.0.0.1:{free_port()}
 net_interface 127.0.0.1
 audio_player aufile,{workdir}/unused.wav
 audio_source aufile,{workdir}/caller.wav
 module_path /usr/lib/baresip/modules
-module g711.so
+module {codec}.so
 module aufile.so
 module sndfile.so
 module account.so
 module_app menu.so
 snd_path {workdir}
 """)
-    (workdir / "accounts").write_text("<sip:+15557654321@127.0.0.1>;regint=0\n")
+    (workdir / "accounts").write_text(f"<sip:{caller}@127.0.0.1>;regint=0\n")
+
+
+def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
+    """baresip dialling the appliance with ``workdir/caller.wav`` as its microphone and a
+    recording of what it hears in ``workdir/dump-*-dec.wav``; it hangs up after ``seconds``."""
+    if shutil.which("baresip") is None:
+        raise RuntimeError("baresip is not installed (Debian package baresip; scripts/test installs it)")
+    baresip_config(workdir)
     return subprocess.Popen(["baresip", "-f", str(workdir), "-e", f"/dial sip:agent@127.0.0.1:{port}",
                              "-t", str(int(seconds + 1))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

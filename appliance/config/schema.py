@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 SERVICES = ("sipd", "asrd", "agentd", "ttsd")
 
 
-def key(default, *, doc: str, choices=None, min=None, max=None, each=None):
-    """A config key: its default, a one-line meaning, and what values are allowed."""
-    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "each": each}
+def key(default, *, doc: str, choices=None, min=None, max=None, each=None, required: bool = False):
+    """A key (of appliance.toml, or of an agent file): its default, a one-line meaning, and
+    what values are allowed; ``required`` keys must be present (agent files only)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "each": each, "required": required}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)

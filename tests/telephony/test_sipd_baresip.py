@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sipd_harness import EventLog, Sipd, free_port
+from sipd_harness import EventLog, Sipd
+
+from appliance.bench.calldrive import baresip_config
 
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
 from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
@@ -46,29 +48,16 @@ def tone_share(pcm: np.ndarray, rate: int, freq: float, block: int) -> tuple[int
     return hits, loud
 
 
-def baresip_config(d: Path, codec: str) -> None:
+def phone_profile(d: Path, codec: str) -> None:
     write_wav(d / "caller.wav", 440, 4.0, rate=16000 if codec == "g722" else 8000)  # aufile does not resample
-    (d / "config").write_text(f"""poll_method epoll
-sip_listen 127.0.0.1:{free_port()}
-net_interface 127.0.0.1
-audio_player aufile,{d}/unused.wav
-audio_source aufile,{d}/caller.wav
-module_path /usr/lib/baresip/modules
-module {codec}.so
-module aufile.so
-module sndfile.so
-module account.so
-module_app menu.so
-snd_path {d}
-""")
-    (d / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
+    baresip_config(d, codec, caller="caller")
 
 
 @pytest.mark.parametrize("codec", ["g711", "g722"])
 def test_baresip_call_carries_audio_both_ways(sandbox, tmp_path, codec):
     sipd = Sipd(sandbox).start()
     events = EventLog(sipd.run_dir)
-    baresip_config(tmp_path, codec)
+    phone_profile(tmp_path, codec)
     try:
         time.sleep(0.3)
         phone = subprocess.Popen(["baresip", "-f", str(tmp_path), "-e", f"/dial sip:agent@127.0.0.1:{sipd.port}",

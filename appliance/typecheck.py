@@ -32,6 +32,13 @@ def conforms(value, hint) -> bool:
     raise TypeError(f"unsupported annotation {hint!r}")
 
 
+def render_problems(what: str, problems: list[str]) -> str:
+    """"<what> is invalid (N problems):" and one indented line each: how a config, a manifest
+    and an agent file all report themselves to an admin."""
+    n = len(problems)
+    return "\n".join([f"{what} is invalid ({n} problem{'s' * (n != 1)}):", *(f"  - {p}" for p in problems)])
+
+
 def describe(hint) -> str:
     """How to say the type to a human reading an error."""
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

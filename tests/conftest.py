@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE_AGENT = Path(__file__).resolve().parents[1] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
+from appliance.agent.example_tools import EXAMPLE_AGENT
+
 
 
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from ..config.loader import check_value, show
 from ..config.schema import key
-from ..typecheck import describe
+from ..typecheck import describe, render_problems
 from .tools import ToolSpec, check_spec
 
 NODE_KINDS = ("collect", "confirm", "tool", "say", "transfer", "end", "llm")
@@ -194,10 +194,7 @@ class AgentError(Exception):
         super().__init__(f"{self.path}: " + "; ".join(problems))
 
     def render(self) -> str:
-        n = len(self.problems)
-        lines = [f"agent {self.path} is invalid ({n} problem{'s' * (n != 1)}):"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+        return render_problems(f"agent {self.path}", self.problems)
 
 
 # -- loading ---------------------------------------------------------------------------------------

@@ -46,9 +46,22 @@ import urllib.parse
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from .tools import ToolSpec
+
+EXAMPLE_AGENT = Path(__file__).resolve().parent / "examples" / "dental-receptionist.toml"
+_BOOKING_URL = re.compile(r'^booking_url = ".*"', re.M)
+
+
+def install_example_agent(agents_dir: str | Path, booking_url: str) -> Path:
+    """The example receptionist in ``agents_dir``, its ``[vars] booking_url`` pointed at a
+    running booking system (the demo's, a test's, a bench's)."""
+    text = _BOOKING_URL.sub(f'booking_url = "{booking_url}"', EXAMPLE_AGENT.read_text(), count=1)
+    path = Path(agents_dir) / EXAMPLE_AGENT.name
+    path.write_text(text)
+    return path
 
 log = logging.getLogger("appliance.example_tools")
 

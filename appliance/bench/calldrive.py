@@ -12,9 +12,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from appliance.agent.example_tools import install_example_agent
 from appliance.bench.sipdrive import EventLog, Service, free_port
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
 SERVICES = ("sipd", "asrd", "ttsd", "agentd")
 
 
@@ -25,8 +25,7 @@ class Appliance:
         cfg = sandbox["config"]
         cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
                        'rtp_port_min = 26000\nrtp_port_max = 26199\n')
-        agent = EXAMPLE.read_text().replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking_url}"')
-        (Path(sandbox["root"]) / "agents" / EXAMPLE.name).write_text(agent)
+        install_example_agent(Path(sandbox["root"]) / "agents", booking_url)
         self.services = {n: Service(sandbox, n).start(wait_ready=False) for n in SERVICES}
         deadline = time.monotonic() + 90
         for name, svc in self.services.items():

@@ -29,9 +29,9 @@ SCRIPT = [(10.0, "What time are you open on Saturday?"), (10.0, "I would like to
 @click.pass_context
 def demo(ctx: click.Context, keep: bool) -> None:
     """Run the whole appliance and call it from a real softphone: the conversation, live."""
-    from ..agent.example_tools import BookingServerThread
+    from ..agent.example_tools import BookingServerThread, install_example_agent
     from ..agent.records import CallRecords
-    from ..bench.calldrive import EXAMPLE, caller_wav, start_baresip
+    from ..bench.calldrive import caller_wav, start_baresip
     from ..bench.sipdrive import EventLog, Service, free_port
     from ..bus.messages import AsrFinal, CallEnded, CallStarted, TtsFinished, TtsStarted
     from .main import _load
@@ -48,8 +48,7 @@ def demo(ctx: click.Context, keep: bool) -> None:
     services = ("sipd", "asrd", "ttsd", "agentd")
     with BookingServerThread(str(work / "bookings.db")) as booking:
         (work / "agents").mkdir()
-        (work / "agents" / EXAMPLE.name).write_text(
-            EXAMPLE.read_text().replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking.url}"'))
+        install_example_agent(work / "agents", booking.url)
         click.echo(f"== starting the appliance in {work} (SIP on 127.0.0.1:{port}; log {work}/up.log)")
         up = subprocess.Popen([sys.executable, "-m", "appliance", "--config", str(config), "up"],
                               stdout=subprocess.DEVNULL, stderr=open(work / "up.log", "w"))

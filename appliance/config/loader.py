@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 
-from ..typecheck import conforms, describe
+from ..typecheck import conforms, describe, render_problems
 from .schema import Config
 
 DEFAULT_PATH = "/etc/appliance/appliance.toml"
@@ -33,9 +33,7 @@ class ConfigError(Exception):
         super().__init__(f"{source}: " + "; ".join(problems))
 
     def render(self) -> str:
-        lines = [f"config {self.source} is invalid ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}):"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+        return render_problems(f"config {self.source}", self.problems)
 
 
 def default_path() -> str:

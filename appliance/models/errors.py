@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..typecheck import render_problems
+
 
 class ModelError(RuntimeError):
     """A model is missing, corrupt or will not load. The message says which file and what to do;
@@ -18,7 +20,4 @@ class ManifestError(ModelError):
         super().__init__(f"manifest {source} is invalid: " + "; ".join(problems))
 
     def render(self) -> str:
-        n = len(self.problems)
-        lines = [f"manifest {self.source} is invalid ({n} problem{'s' * (n != 1)}):"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+        return render_problems(f"manifest {self.source}", self.problems)

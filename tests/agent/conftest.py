@@ -7,26 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread
+from appliance.agent.example_tools import BookingServerThread, install_example_agent
 from appliance.bench.agentdrive import Line
 from appliance.bench.sipdrive import Service
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"
 
 
 @pytest.fixture
 def booking(tmp_path):
     with BookingServerThread(str(tmp_path / "bookings.db")) as server:
         yield server
-
-
-def install_agent(sandbox, booking_url: str, text: str | None = None) -> Path:
-    agents = Path(sandbox["root"]) / "agents"
-    body = text if text is not None else EXAMPLE.read_text()
-    body = body.replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking_url}"')
-    path = agents / "dental-receptionist.toml"
-    path.write_text(body)
-    return path
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def agentd(sandbox, booking, line):
 
     def start(extra: str = "", *, wait_ready: bool = True) -> Service:
         if not started:
-            install_agent(sandbox, booking.url)
+            install_example_agent(Path(sandbox["root"]) / "agents", booking.url)
         if extra:
             cfg = sandbox["config"]
             cfg.write_text(cfg.read_text() + "\n" + extra + "\n")

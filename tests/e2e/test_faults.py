@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread
+from appliance.agent.example_tools import BookingServerThread, install_example_agent
 from appliance.agent.records import CallRecords
-from appliance.bench.calldrive import EXAMPLE, caller_wav, start_baresip
+from appliance.bench.calldrive import caller_wav, start_baresip
 from appliance.bench.sipdrive import EventLog, Service, free_port
 from appliance.bus.messages import CallEnded, TtsFinished
 
@@ -41,8 +41,7 @@ def test_a_killed_service_is_restarted_and_the_conversation_goes_on(sandbox, tmp
     cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {port}\n'
                    'rtp_port_min = 26200\nrtp_port_max = 26399\n')
     with BookingServerThread(str(tmp_path / "bookings.db")) as booking:
-        agent = EXAMPLE.read_text().replace('booking_url = "http://127.0.0.1:8089"', f'booking_url = "{booking.url}"')
-        (Path(sandbox["root"]) / "agents" / EXAMPLE.name).write_text(agent)
+        install_example_agent(Path(sandbox["root"]) / "agents", booking.url)
         up = subprocess.Popen([sys.executable, "-m", "appliance", "--config", str(cfg), "up"],
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "up.log", "w"))
         events = EventLog(str(sandbox["run_dir"]), services=SERVICES)

@@ -44,19 +44,3 @@ def test_a_caller_asks_the_opening_hours_and_hears_them(appliance, tmp_path, san
     assert call.outcome == "completed" and call.turn_count >= 3
 
 
-
-def test_a_booking_made_by_voice_lands_in_the_booking_system_and_the_record(appliance, tmp_path, sandbox):
-    import sqlite3
-
-    script = [(10.0, "I would like to book an appointment."), (5.0, "My name is John Smith."),
-              (5.0, "Next Tuesday, please."), (5.0, "At 10 am, please."), (8.0, "Yes please.")]
-    baresip_call(tmp_path / "phone", appliance.port, script, seconds=14)
-    appliance.events.collect(until=lambda e: isinstance(e, CallEnded), timeout=30)
-    records = CallRecords(Path(sandbox["root"]) / "state" / "calls.db", readonly=True)
-    call = records.get_call(records.list_calls()[0].id)
-    transcript = [(t.role, t.text) for t in call.turns]
-    with sqlite3.connect(appliance.booking.server.db_path) as db:
-        rows = db.execute("SELECT name, time FROM appointments").fetchall()
-    assert rows == [("John Smith", "10:00")], transcript
-    assert [t.tool for t in call.tools if t.status == "ok"] == ["book_appointment"], transcript
-    assert any("booked" in text for role, text in transcript if role == "agent"), transcript

@@ -5,6 +5,7 @@ caller turns from a WAV and recording what they hear. Shared by the end-to-end t
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import time
@@ -23,8 +24,9 @@ class Appliance:
         self.sandbox = sandbox
         self.port = free_port()
         cfg = sandbox["config"]
+        rtp = 26000 + random.randrange(0, 2000) * 2  # parallel appliances (bench, tests) rarely collide
         cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
-                       'rtp_port_min = 26000\nrtp_port_max = 26199\n')
+                       f'rtp_port_min = {rtp}\nrtp_port_max = {rtp + 199}\n')
         install_example_agent(Path(sandbox["root"]) / "agents", booking_url)
         self.services = {n: Service(sandbox, n).start(wait_ready=False) for n in SERVICES}
         deadline = time.monotonic() + 90

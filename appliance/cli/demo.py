@@ -33,7 +33,7 @@ def demo(ctx: click.Context, keep: bool) -> None:
     from ..agent.records import CallRecords
     from ..bench.calldrive import caller_wav, start_baresip
     from ..bench.sipdrive import EventLog, Service, free_port
-    from ..bus.messages import AsrFinal, CallEnded, CallStarted, TtsFinished, TtsStarted
+    from .liveview import LiveView
     from .main import _load
 
     models_dir = _load(ctx).paths.models_dir
@@ -64,31 +64,12 @@ def demo(ctx: click.Context, keep: bool) -> None:
             events = EventLog(str(work / "run"), services=services)
             _, _, length = caller_wav(work / "phone", SCRIPT, 10.0)
             phone = start_baresip(work / "phone", port, length)
-            said_at: dict[str, float] = {}
-            shown = 0
-            started = time.monotonic()
-            while phone.poll() is None or shown < len(events.events):
-                events.collect(timeout=0.2)
-                for e in events.events[shown:]:
-                    t = time.monotonic() - started
-                    if isinstance(e, CallStarted):
-                        click.echo(f"{t:6.1f}s  call from {e.caller}")
-                    elif isinstance(e, AsrFinal):
-                        said_at[e.call_id] = e.end_ns
-                        click.echo(f"{t:6.1f}s  caller: {e.text}")
-                    elif isinstance(e, TtsStarted) and e.call_id in said_at:
-                        gap = (e.ts_ns - said_at.pop(e.call_id)) / 1e6
-                        click.echo(f"{'':8}  (agent starts speaking {gap:.0f} ms after the caller stopped)")
-                    elif isinstance(e, TtsFinished):
-                        cut = " [interrupted by the caller]" if e.cancelled else ""
-                        click.echo(f"{t:6.1f}s  agent:  {e.spoken}{cut}")
-                    elif isinstance(e, CallEnded):
-                        click.echo(f"{t:6.1f}s  call ended: {e.reason}")
-                shown = len(events.events)
-                if phone.poll() is not None and any(isinstance(e, CallEnded) for e in events.events):
+            view = LiveView(events)
+            while phone.poll() is None or not view.call_ended():
+                view.poll()
+                if time.monotonic() - view.started > length + 60:
                     break
-                if time.monotonic() - started > length + 60:
-                    break
+            view.poll(timeout=0.5)
             events.close()
             records = CallRecords(work / "state" / "calls.db", readonly=True)
             calls = records.list_calls()

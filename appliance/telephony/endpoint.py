@@ -9,6 +9,7 @@ message costs a counter and maybe a 400; it never touches another call.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import time
@@ -269,13 +270,16 @@ class SipEndpoint:
         frm = NameAddr.parse(req.headers.get("From"))
         to = NameAddr.parse(req.headers.get("To"))
         try:
-            port = self.ports.take()
+            media = self._media_session()
         except PortsExhausted:
             st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
             return
-        call = None
+        except OSError as exc:
+            log.error("could not open RTP sockets for a new call: %s", exc)
+            st.respond(make_response(req, 500, f"Media setup failed: {type(exc).__name__}"))
+            return
+        port, call = media.port, None
         try:
-            media = MediaSession(self, port)
             call = Call(self, req, peer, st, dialog, media, offer)
             media.attach(call.id)
             if offer is not None:
@@ -299,6 +303,20 @@ class SipEndpoint:
             call.answer()
         else:
             call.ring(s.answer_timeout)
+
+    def _media_session(self) -> MediaSession:
+        """A session on the next free RTP port pair. A pair another program holds (EADDRINUSE)
+        is skipped (and goes to the back of the pool) instead of failing the call."""
+        for attempt in range(8):
+            port = self.ports.take()
+            try:
+                return MediaSession(self, port)
+            except OSError as exc:
+                self.ports.give_back(port)
+                if exc.errno != errno.EADDRINUSE or attempt == 7:
+                    raise
+                log.warning("RTP port %d-%d is held by another program; trying the next pair", port, port + 1)
+        raise AssertionError("unreachable")
 
     def _authorized(self, req: Request, st) -> bool:
         value = req.headers.get("Authorization")

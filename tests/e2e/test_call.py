@@ -4,11 +4,15 @@ the caller heard is transcribed back and checked, and the call record must match
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soxr
 from appliance.bench.calldrive import baresip_call, read_wav
+from appliance.bench.callers import BookingCaller
+from appliance.bench.softphone import Softphone, converse
 
 from appliance.agent.records import CallRecords
 from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished
@@ -40,7 +44,44 @@ def test_a_caller_asks_the_opening_hours_and_hears_them(appliance, tmp_path, san
     heard = heard_by_caller(dump, models_dir)
     # The answer reached the caller's ear: Saturday nine to one.
     assert "riverside" in heard and re.search(r"saturday.{0,40}nine", heard), heard
-    call = CallRecords(Path(sandbox["root"]) / "state" / "calls.db", readonly=True).list_calls()[0]
+    call = finished_call(sandbox)
     assert call.outcome == "completed" and call.turn_count >= 3
 
 
+
+
+def finished_call(sandbox):
+    """The call's record once agentd has closed it (it does so on call.ended, just after)."""
+    records = CallRecords(Path(sandbox["root"]) / "state" / "calls.db", readonly=True)
+    for _ in range(100):
+        call = records.get_call(records.list_calls()[0].id)
+        if call.outcome != "in-progress":
+            break
+        time.sleep(0.1)
+    return call
+
+
+@pytest.mark.timeout(300)
+def test_a_booking_made_by_voice_lands_in_the_booking_system_and_the_record(appliance, tmp_path, sandbox):
+    """The caller answers what the agent asks (a misheard turn is simply asked again), books an
+    appointment, and the booking exists in the clinic's system and in the call record."""
+    import sqlite3
+
+    phone = Softphone(tmp_path / "phone")
+    caller = BookingCaller(ask_hours=False)
+    try:
+        phone.dial(f"sip:agent@127.0.0.1:{appliance.port}")
+        converse(phone, appliance.events, caller, timeout=150)
+        appliance.events.collect(until=lambda e: isinstance(e, CallEnded), timeout=20)
+    finally:
+        phone.close()
+    call = finished_call(sandbox)
+    transcript = [(t.role, t.text) for t in call.turns]
+    with sqlite3.connect(appliance.booking.server.db_path) as db:
+        rows = db.execute("SELECT name, time FROM appointments").fetchall()
+    assert len(rows) == 1 and "smith" in rows[0][0].lower() and rows[0][1] == "10:00", (rows, transcript)
+    booked = [t for t in call.tools if t.status == "ok"]
+    assert [t.tool for t in booked] == ["book_appointment"], transcript
+    assert booked[0].args["name"] == rows[0][0] and booked[0].args["time"] == "10:00"
+    assert caller.confirmed and any("booked" in text for role, text in transcript if role == "agent"), transcript
+    assert call.outcome == "completed", call.outcome

@@ -179,3 +179,22 @@ def test_trunk_mode_allow_list_refuses_other_sources(sandbox, udp):
         assert sipd.status().details["refused_forbidden"] == 1 and sipd.status().details["active_calls"] == 0
     finally:
         sipd.stop()
+
+
+def test_an_rtp_port_held_by_another_program_is_skipped_not_a_failed_call(sandbox, tmp_path):
+    sipd = Sipd(sandbox)
+    first = int(sipd.config.read_text().split("rtp_port_min = ")[1].split()[0])
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", first))  # the pool's first pair is taken before sipd starts
+    sipd.start()
+    events = EventLog(sipd.run_dir)
+    try:
+        time.sleep(0.3)
+        out = sipp("uac_echo.xml", sipd.port, cwd=str(tmp_path), keys={"codec_pt": 0}, extra=["-d", "500"]).stdout
+        assert sipp_counts(out) == (1, 0), out
+        assert len(events.collect(until=lambda e: isinstance(e, CallEnded), timeout=10)) and events.of(CallAnswered)
+        assert "is held by another program" in sipd.output()
+    finally:
+        squatter.close()
+        events.close()
+        sipd.stop()

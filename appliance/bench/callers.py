@@ -1,0 +1,42 @@
+"""Callers with a purpose, for the demo and the end-to-end tests: each decides what to say
+from what the agent just said, so a misheard turn is simply answered again when the agent
+re-asks, as a person would, instead of the script drifting out of step."""
+
+from __future__ import annotations
+
+
+class BookingCaller:
+    """Asks the Saturday opening hours (optionally), then books John Smith next Tuesday at 10."""
+
+    def __init__(self, ask_hours: bool = True):
+        self.todo = ["What time are you open on Saturday?"] if ask_hours else []
+        self.todo.append("I would like to book an appointment.")
+        self.last = ""
+        self.confirmed = False
+
+    def __call__(self, agent: str) -> str | None:
+        text = agent.lower()
+        if "goodbye" in text:
+            return None
+        if "shall i book" in text:
+            # Say no when the agent got the time wrong: the flow asks the day and time again.
+            return self._say("Yes please." if "10" in text or "ten" in text else "No, that's not right.")
+        if "name" in text:
+            return self._say("My name is John Smith.")
+        if "what day" in text or "which other day" in text or "day would you" in text:
+            return self._say("Next Tuesday, please.")
+        if "what time" in text:
+            return self._say("At 10 am, please.")
+        if "you're booked" in text:
+            self.confirmed = True
+        if self.todo and ("help" in text or "anything else" in text or "saturday" in text):
+            return self._say(self.todo.pop(0))
+        if "anything else" in text:
+            return self._say("No, that's all, thank you. Goodbye.")
+        if "one moment" in text or "just a moment" in text:
+            return ""
+        return self._say(self.last) if self.last else ""  # not understood: say it again
+
+    def _say(self, sentence: str) -> str:
+        self.last = sentence
+        return sentence

@@ -15,6 +15,7 @@ from .bench import bench
 from .demo import demo
 from .calls import call, calls
 from .models import models
+from .talk import talk
 
 
 def _load(ctx: click.Context) -> Config:
@@ -159,6 +160,7 @@ cli.add_command(demo)
 cli.add_command(models)
 cli.add_command(calls)
 cli.add_command(call)
+cli.add_command(talk)
 
 
 def main() -> None:

@@ -234,17 +234,20 @@ class AgentService:
         elif isinstance(msg, CallEnded):
             conv = self.conversations.pop(cid, None)
             self.calls.pop(cid, None)
-            if conv is not None:
-                await conv.close()
-                outcome = "transferred" if msg.reason == "transferred" else "completed"
-                self.records.end_call(cid, outcome, msg.reason, summary=conv.summary(),
-                                      intent=conv.state.intent or "", slots=dict(conv.state.slots),
-                                      metrics={**msg.metrics, **conv.counters})
-            else:
+            if conv is None:
                 self.records.end_call(cid, "abandoned", msg.reason)
-                llm = self.brains[conv.agent.name]["llm"]
-                if llm is not None:
-                    llm.llm.forget(cid)
+                return
+            try:  # a conversation that does not stop in time must not keep its record open
+                await asyncio.wait_for(conv.close(), 5.0)
+            except Exception:
+                log.exception("conversation %s did not close cleanly", cid)
+            outcome = "transferred" if msg.reason == "transferred" else "completed"
+            self.records.end_call(cid, outcome, msg.reason, summary=conv.summary(),
+                                  intent=conv.state.intent or "", slots=dict(conv.state.slots),
+                                  metrics={**msg.metrics, **conv.counters})
+            llm = self.brains[conv.agent.name]["llm"]
+            if llm is not None:  # its saved KV state (MBs); the lock may be held by a generation
+                await asyncio.to_thread(llm.llm.forget, cid)
         else:
             conv = self.conversations.get(cid)
             if conv is not None:

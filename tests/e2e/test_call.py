@@ -84,4 +84,4 @@ def test_a_booking_made_by_voice_lands_in_the_booking_system_and_the_record(appl
     assert [t.tool for t in booked] == ["book_appointment"], transcript
     assert booked[0].args["name"] == rows[0][0] and booked[0].args["time"] == "10:00"
     assert caller.confirmed and any("booked" in text for role, text in transcript if role == "agent"), transcript
-    assert call.outcome == "completed", call.outcome
+    assert call.outcome == "completed", (call.outcome, appliance.services["agentd"].output()[-4000:])

@@ -101,6 +101,8 @@ class Vad:
     min_speech_ms: int = key(120, doc="utterances with less voiced audio (a click, a cough) are dropped", min=20, max=2000)
     preroll_ms: int = key(200, doc="audio before the detected start that is kept (soft word onsets)", min=0, max=1000)
     max_utterance_s: float = key(15.0, doc="an utterance longer than this is cut and recognised in parts", min=2.0, max=30.0)
+    echo_threshold: float = key(0.7, doc="incoming audio that correlates this well with what the agent just "
+                                         "played is its echo, not speech (0 = off)", min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)

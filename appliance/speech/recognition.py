@@ -33,6 +33,7 @@ from ..runtime.logs import call_context
 from . import textnorm
 from .asr.base import AsrBackend, AsrStream, Transcript
 from .errors import BackendError
+from .echo import EchoGate
 from .vad import Early, Ended, Endpointer, Started, make_vad
 
 log = logging.getLogger("appliance.asrd")
@@ -56,9 +57,11 @@ class Speculation:
 class CallAudio:
     """One call: its ring reader, endpointer, queue and (streaming backends) open stream."""
 
-    def __init__(self, call_id: str, reader: RingReader, endpointer: Endpointer, queue_len: int):
+    def __init__(self, call_id: str, reader: RingReader, endpointer: Endpointer, queue_len: int,
+                 played: RingReader | None = None):
         self.call_id = call_id
         self.reader = reader
+        self.played = played  # the out ring, for the endpointer's echo gate
         self.endpointer = endpointer
         self.queue: deque[Job] = deque()
         self.queue_len = queue_len
@@ -88,7 +91,8 @@ class Recognition:
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.streams = ThreadPoolExecutor(max_workers=16, thread_name_prefix="asr-stream")
         self.counters = {"utterances": 0, "finals": 0, "dropped": 0, "too_short": 0, "no_speech": 0,
-                         "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0}
+                         "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0,
+                         "echo_frames": 0}
         self.timeouts_in_a_row = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -142,9 +146,17 @@ class Recognition:
             with call_context(call_id):
                 log.warning("cannot read the call's audio ring: %s", exc)
             return
-        endpointer = Endpointer(self.config.vad, make_vad(self.config.vad),
+        echo, played = None, None
+        if self.config.vad.echo_threshold > 0:
+            try:  # what the agent plays to the caller, to recognise it when the line returns it
+                played = RingReader(self.config.paths.shm_dir, call_id, "out", from_now=True)
+                echo = EchoGate(self.config.vad.echo_threshold)
+            except (RingError, OSError) as exc:
+                with call_context(call_id):
+                    log.warning("no echo check (cannot read the out ring): %s", exc)
+        endpointer = Endpointer(self.config.vad, make_vad(self.config.vad), echo=echo,
                                 early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms)
-        self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call)
+        self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call, played)
         with call_context(call_id):
             log.info("listening")
 
@@ -153,10 +165,14 @@ class Recognition:
             return
         self.calls.pop(call.call_id, None)
         self.counters["ring_lost"] += call.reader.lost
+        if call.endpointer.echo is not None:
+            self.counters["echo_frames"] += call.endpointer.echo.echo_frames
         if call.stream is not None:
             call.stream.abort()
             call.stream = None
         call.reader.close()
+        if call.played is not None:
+            call.played.close()
 
     def end_call(self, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -197,6 +213,9 @@ class Recognition:
 
     def _drain(self, call: CallAudio) -> None:
         with call_context(call.call_id):
+            if call.played is not None:
+                for frame in call.played.frames():
+                    call.endpointer.echo.played(frame.capture_ns, frame.pcm)
             for frame in call.reader.frames():
                 self.counters["frames"] += 1
                 for item in call.endpointer.push(frame.seq, frame.capture_ns, frame.pcm):

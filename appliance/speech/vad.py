@@ -107,9 +107,10 @@ class Endpointer:
     """Per call: frames in, Started / Early / Ended out. Pure state, no I/O, so it is tested
     frame by frame and rebuilt from the ring after a restart."""
 
-    def __init__(self, cfg: VadConfig, vad=None, *, early_decode_ms: int = 0):
+    def __init__(self, cfg: VadConfig, vad=None, *, early_decode_ms: int = 0, echo=None):
         self.cfg = cfg
         self.vad = vad if vad is not None else make_vad(cfg)
+        self.echo = echo  # an EchoGate fed with what the agent plays: its voice returning is not speech
         self.start_frames = max(1, cfg.start_ms // FRAME_MS)
         self.start_window = max(START_WINDOW, self.start_frames)
         self.end_frames = max(1, cfg.end_silence_ms // FRAME_MS)
@@ -140,6 +141,8 @@ class Endpointer:
             raise ValueError(f"frame of {len(pcm)} samples; the ring's frames are {FRAME_SAMPLES}")
         self.frames_seen += 1
         voiced = self.is_voiced(pcm)
+        if self.echo is not None and self.echo.is_echo(capture_ns, pcm):  # always fed: it keeps a window
+            voiced = False
         return self._in_speech(seq, capture_ns, pcm, voiced) if self.in_speech else self._idle(seq, capture_ns, pcm, voiced)
 
     def _idle(self, seq, capture_ns, pcm, voiced) -> list:

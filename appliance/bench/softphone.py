@@ -103,7 +103,8 @@ class Softphone:
             self.proc.wait()
 
 
-def converse(phone: Softphone, events, reply, *, max_turns: int = 12, timeout: float = 180.0) -> None:
+def converse(phone: Softphone, events, reply, *, max_turns: int = 12, timeout: float = 180.0,
+             on_tick=None) -> None:
     """Answer each thing the agent finishes saying with ``reply(agent_text)``: a sentence to
     say (after a human-like 0.6 s), ``""`` to keep listening, ``None`` to hang up. Returns when
     the call ends (either side), after ``max_turns`` or ``timeout``."""
@@ -112,6 +113,8 @@ def converse(phone: Softphone, events, reply, *, max_turns: int = 12, timeout: f
     seen, deadline = 0, time.monotonic() + timeout
     while time.monotonic() < deadline and phone.turns <= max_turns:
         events.collect(timeout=0.1)
+        if on_tick is not None:
+            on_tick()
         new, seen = events.events[seen:], len(events.events)
         for e in new:
             if isinstance(e, CallEnded):

@@ -2,7 +2,8 @@
 
 Starts the whole appliance on the CPU defaults in a temp dir (under the dev supervisor, as
 `appliancectl up`), the example receptionist and its booking system, then rings it from a
-real softphone (baresip) that asks the opening hours and books an appointment by voice,
+real softphone (baresip) whose caller asks the opening hours and books an appointment by
+voice, answering whatever the agent asks (bench/callers.py),
 printing the conversation as it happens and a summary; keeps the recording and the call
 record where it says.
 """
@@ -19,11 +20,6 @@ from pathlib import Path
 
 import click
 
-SCRIPT = [(10.0, "What time are you open on Saturday?"), (10.0, "I would like to book an appointment."),
-          (5.0, "My name is John Smith."), (5.0, "Next Tuesday, please."), (5.0, "At 10 am, please."),
-          (8.0, "Yes please.")]
-
-
 @click.command()
 @click.option("--keep", is_flag=True, help="leave the appliance running afterwards (Ctrl-C stops it)")
 @click.pass_context
@@ -31,7 +27,8 @@ def demo(ctx: click.Context, keep: bool) -> None:
     """Run the whole appliance and call it from a real softphone: the conversation, live."""
     from ..agent.example_tools import BookingServerThread, install_example_agent
     from ..agent.records import CallRecords
-    from ..bench.calldrive import caller_wav, start_baresip
+    from ..bench.callers import BookingCaller
+    from ..bench.softphone import Softphone, converse
     from ..bench.sipdrive import EventLog, Service, free_port
     from .liveview import LiveView
     from .main import _load
@@ -62,14 +59,18 @@ def demo(ctx: click.Context, keep: bool) -> None:
             click.echo("   sipd, asrd, ttsd, agentd ready; the booking system listens on " + booking.url)
             click.echo("== a caller (baresip) rings sip:agent@127.0.0.1 and talks:\n")
             events = EventLog(str(work / "run"), services=services)
-            _, _, length = caller_wav(work / "phone", SCRIPT, 10.0)
-            phone = start_baresip(work / "phone", port, length)
             view = LiveView(events)
-            while phone.poll() is None or not view.call_ended():
-                view.poll()
-                if time.monotonic() - view.started > length + 60:
-                    break
-            view.poll(timeout=0.5)
+            phone = Softphone(work / "phone")
+            caller = BookingCaller(ask_hours=True)
+            try:
+                phone.dial(f"sip:agent@127.0.0.1:{port}")
+                converse(phone, events, caller, timeout=240, on_tick=view.show_new)
+                deadline = time.monotonic() + 15
+                while not view.call_ended() and time.monotonic() < deadline:
+                    view.poll()
+                view.poll(timeout=1.0)
+            finally:
+                phone.close()
             events.close()
             records = CallRecords(work / "state" / "calls.db", readonly=True)
             calls = records.list_calls()

@@ -22,6 +22,10 @@ class LiveView:
 
     def poll(self, timeout: float = 0.2) -> None:
         self.events.collect(timeout=timeout)
+        self.show_new()
+
+    def show_new(self) -> None:
+        """Print what arrived since last time (when someone else collects the bus)."""
         for e in self.events.events[self._shown:]:
             self.show(e)
         self._shown = len(self.events.events)

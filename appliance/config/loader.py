@@ -160,6 +160,10 @@ def _cross_checks(config: Config) -> list[str]:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             problems.append(f'sip.allow_from: "{entry}" is not an IP address or CIDR')
+    try:
+        ipaddress.ip_address(config.metrics.bind)
+    except ValueError:
+        problems.append(f'metrics.bind: "{config.metrics.bind}" is not an IP address')
     if sip.auth_realm and not sip.auth_users:
         problems.append("sip.auth_users: must name at least one user when sip.auth_realm is set")
     if config.supervisor.restart_max < config.supervisor.restart_min:

@@ -151,6 +151,15 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    enabled: bool = key(True, doc="serve Prometheus metrics at http://bind:port/metrics (sipd hosts the endpoint and "
+                                  "asks every service over its control socket)")
+    bind: str = key("127.0.0.1", doc="address the metrics endpoint listens on (an IP address; keep it local "
+                                     "unless a firewall guards the port)")
+    port: int = key(9464, doc="port of the metrics endpoint", min=1, max=65535)
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
     log: Log = field(default_factory=Log)
@@ -162,4 +171,5 @@ class Config:
     asr: Asr = field(default_factory=Asr)
     tts: Tts = field(default_factory=Tts)
     agent: Agent = field(default_factory=Agent)
+    metrics: Metrics = field(default_factory=Metrics)
     source: str = field(default="<defaults>", metadata={"internal": True})

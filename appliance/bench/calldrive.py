@@ -25,6 +25,7 @@ class Appliance:
         self.port = free_port()
         cfg = sandbox["config"]
         rtp = 26000 + random.randrange(0, 2000) * 2  # parallel appliances (bench, tests) rarely collide
+        self.rtp_ports = range(rtp, rtp + 200)
         cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
                        f'rtp_port_min = {rtp}\nrtp_port_max = {rtp + 199}\n')
         install_example_agent(Path(sandbox["root"]) / "agents", booking_url)
@@ -54,6 +55,17 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def write_ulaw_wav(path: Path, pcm: np.ndarray) -> None:
+    """8 kHz G.711 mu-law WAV (format 7): what SIPp's rtp_stream sends as PCMU, byte for byte."""
+    import struct
+
+    from ..telephony.media.g711 import ulaw_encode
+
+    data = ulaw_encode(pcm.astype(np.int16))
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+                     + struct.pack("<IHHIIHH", 16, 7, 1, 8000, 8000, 1, 8) + b"data" + struct.pack("<I", len(data)) + data)
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

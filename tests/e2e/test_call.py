@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-from appliance.bench.calldrive import baresip_call, read_wav
+from appliance.bench.calldrive import baresip_call, caller_voice, read_wav, write_ulaw_wav
+from appliance.bench.sipdrive import sipp, sipp_counts
+from appliance.bench.wiretap import RtpTap
 from appliance.bench.callers import BookingCaller
 from appliance.bench.softphone import Softphone, converse
 
@@ -19,10 +21,11 @@ from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished
 from appliance.speech.textnorm import for_wer
 
 
-def heard_by_caller(dump: Path, models_dir: Path) -> str:
+def heard_by_caller(dump: Path | np.ndarray, models_dir: Path, rate: int = 8000) -> str:
+    """What the caller heard (a recording, or 8 kHz PCM off the wire), transcribed back."""
     from appliance.speech.asr.whisper import WhisperAsr
 
-    pcm, rate = read_wav(dump)
+    pcm, rate = read_wav(dump) if isinstance(dump, Path) else (dump, rate)
     pcm16 = (np.clip(soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000), -1, 1) * 32767).astype(np.int16)
     asr = WhisperAsr(models_dir / "whisper-base-en")
     # Transcribe in 20 s pieces cut at silence-ish points: Whisper's window is 30 s.
@@ -85,3 +88,25 @@ def test_a_booking_made_by_voice_lands_in_the_booking_system_and_the_record(appl
     assert booked[0].args["name"] == rows[0][0] and booked[0].args["time"] == "10:00"
     assert caller.confirmed and any("booked" in text for role, text in transcript if role == "agent"), transcript
     assert call.outcome == "completed", (call.outcome, appliance.services["agentd"].output()[-4000:])
+
+
+def test_a_sipp_caller_asks_the_hours_and_the_rtp_it_receives_says_them(appliance, tmp_path, models_dir):
+    """SIPp places the call and streams the question as PCMU; what sipd sent back to it is
+    taken off the loopback wire (SIPp cannot record) and transcribed."""
+    question = caller_voice("What time are you open on Saturday?")
+    caller = np.concatenate([np.zeros(8000 * 9, np.int16), question, np.zeros(8000 * 12, np.int16)])
+    write_ulaw_wav(tmp_path / "caller.wav", caller)
+    try:
+        tap = RtpTap(appliance.rtp_ports)
+    except PermissionError:
+        pytest.skip("capturing on lo needs root or CAP_NET_RAW")
+    with tap:
+        out = sipp("uac_speak.xml", appliance.port, cwd=str(tmp_path), extra=["-d", str(len(caller) // 8)],
+                   timeout=60).stdout
+    assert sipp_counts(out) == (1, 0), out
+    appliance.events.collect(until=lambda e: isinstance(e, CallEnded), timeout=20)
+    assert any("saturday" in e.text.lower() for e in appliance.events.of(AsrFinal)), appliance.events.of(AsrFinal)
+    received = tap.audio()
+    assert len(received) > 8000 * 20, len(received)  # the whole call's RTP, silence included
+    heard = heard_by_caller(received, models_dir)
+    assert "riverside" in heard and re.search(r"saturday.{0,40}nine", heard), heard

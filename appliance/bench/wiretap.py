@@ -1,0 +1,90 @@
+"""What a caller received, taken off the wire: RTP packets captured on the loopback interface.
+
+SIPp can place a call and stream a caller's speech, but it cannot record what it hears; this
+tap reads the packets sipd sends to it (an AF_PACKET socket on ``lo``, which needs root or
+CAP_NET_RAW, as tcpdump does) and rebuilds the audio by RTP timestamp, so a test asserts on
+exactly the bytes a phone would have played.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+
+from ..telephony.media.g711 import alaw_decode, ulaw_decode
+
+ETH_P_ALL = 0x0003
+DECODERS = {0: ulaw_decode, 8: alaw_decode}
+
+
+class RtpTap:
+    """Captures G.711 RTP sent from ``src_ports`` (sipd's RTP range) while open."""
+
+    def __init__(self, src_ports: range, iface: str = "lo"):
+        self.src_ports = src_ports
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))  # PermissionError if not allowed
+        self.sock.bind((iface, 0))
+        self.sock.settimeout(0.2)
+        self.packets: list[tuple[float, int, int, int, bytes]] = []  # arrival, dport, pt, timestamp, payload
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtp-tap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, meta = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if meta[2] == socket.PACKET_OUTGOING:  # loopback shows each packet twice
+                continue
+            self._take(frame)
+
+    def _take(self, frame: bytes) -> None:
+        if len(frame) < 14 + 20 + 8 + 12 or frame[12:14] != b"\x08\x00":
+            return
+        ip = frame[14:]
+        ihl = (ip[0] & 0x0F) * 4
+        if ip[9] != 17:  # UDP
+            return
+        sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
+        if sport not in self.src_ports:
+            return
+        rtp = ip[ihl + 8:]
+        if len(rtp) < 12 or rtp[0] >> 6 != 2:
+            return
+        pt = rtp[1] & 0x7F
+        cc = rtp[0] & 0x0F
+        ts = struct.unpack("!I", rtp[4:8])[0]
+        self.packets.append((time.monotonic(), dport, pt, ts, bytes(rtp[12 + 4 * cc:])))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def __enter__(self) -> "RtpTap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def audio(self, dport: int | None = None) -> np.ndarray:
+        """The received stream as 8 kHz PCM16, each packet placed at its RTP timestamp (gaps
+        are silence), as a phone's jitter buffer would play it."""
+        pkts = [p for p in self.packets if p[2] in DECODERS and (dport is None or p[1] == dport)]
+        if not pkts:
+            return np.zeros(0, np.int16)
+        first = pkts[0][3]
+        end = max((ts - first) % 2**32 + len(payload) for _, _, _, ts, payload in pkts)
+        out = np.zeros(end, np.int16)
+        for _, _, pt, ts, payload in pkts:
+            at = (ts - first) % 2**32
+            out[at:at + len(payload)] = DECODERS[pt](payload)
+        return out

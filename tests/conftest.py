@@ -59,6 +59,7 @@ restart_max = 1.0
 stop_timeout = 5.0
 """
     )
+    config.chmod(0o600)  # private, as a config holding SIP credentials must be (tests add some)
     # The example receptionist, so agentd starts as on a provisioned box (tests replace it at will).
     (root / "agents").mkdir()
     shutil.copy(EXAMPLE_AGENT, root / "agents" / EXAMPLE_AGENT.name)

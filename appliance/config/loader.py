@@ -15,6 +15,7 @@ from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 
 from ..typecheck import conforms, describe, render_problems
+from . import secrets
 from .schema import Config
 
 DEFAULT_PATH = "/etc/appliance/appliance.toml"
@@ -56,7 +57,19 @@ def load(path: str | os.PathLike | None = None) -> Config:
         return Config(source="<defaults>")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
-    return parse(text, source)
+    try:
+        config, problems = parse(text, source), []
+    except ConfigError as exc:
+        config, problems = None, exc.problems
+    try:  # credentials in a file others can read: refused like any other config problem
+        unsafe = secrets.mode_problem(source, tomllib.loads(text))
+    except tomllib.TOMLDecodeError:
+        unsafe = None
+    if unsafe:
+        problems = [*problems, unsafe]
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
 
 
 def parse(text: str, source: str = "<string>") -> Config:
@@ -101,7 +114,8 @@ def check_value(dotted: str, value, hint, meta, problems: list[str], describe_hi
     """One key's value against its type and metadata (choices/min/max/each); the problem, if
     any, is appended in the admin-facing wording. Shared with the agent-file loader."""
     if not conforms(value, hint):
-        problems.append(f"{dotted}: must be {describe_hint(hint)}, got {show(value)}")
+        shown = secrets.show_secret(value) if meta.get("secret") else show(value)
+        problems.append(f"{dotted}: must be {describe_hint(hint)}, got {shown}")
         return MISSING
     if typing.get_origin(hint) is list:
         allowed = meta.get("each")
@@ -153,6 +167,11 @@ def _cross_checks(config: Config) -> list[str]:
     elif (sip.rtp_port_max - sip.rtp_port_min + 1) // 2 < sip.max_calls:
         problems.append(f"sip.rtp_port_min/rtp_port_max: {sip.rtp_port_min}-{sip.rtp_port_max} has room for "
                         f"{(sip.rtp_port_max - sip.rtp_port_min + 1) // 2} calls, fewer than sip.max_calls ({sip.max_calls})")
+    for name in ("registrar", "fallback_target"):  # a password belongs in sip.password, never in a URI
+        userinfo = getattr(sip, name).partition("@")[0]
+        if "@" in getattr(sip, name) and userinfo.count(":") >= 2:
+            problems.append(f"sip.{name}: must not carry a password (sip:user:password@...); "
+                            "put it in sip.password")
     if sip.mode == "register" and not (sip.registrar and sip.username):
         problems.append('sip.mode: "register" needs sip.registrar and sip.username')
     for entry in sip.allow_from:

@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 SERVICES = ("sipd", "asrd", "agentd", "ttsd")
 
 
-def key(default, *, doc: str, choices=None, min=None, max=None, each=None, required: bool = False):
+def key(default, *, doc: str, choices=None, min=None, max=None, each=None, required: bool = False,
+        secret: bool = False):
     """A key (of appliance.toml, or of an agent file): its default, a one-line meaning, and
-    what values are allowed; ``required`` keys must be present (agent files only)."""
-    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "each": each, "required": required}
+    what values are allowed; ``required`` keys must be present (agent files only). A ``secret``
+    key's value is never shown (not in errors, repr, logs or `config check`), and a file that
+    sets one must be private (appliance/config/secrets.py)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "each": each, "required": required,
+            "secret": secret}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,11 @@ class Sip:
                             min=0.1, max=10000.0)
     registrar: str = key("", doc="register mode: the PBX to register to, e.g. sip:pbx.example.com:5060")
     username: str = key("", doc="digest username (registration, and challenged outgoing requests)")
-    password: str = key("", doc="digest password")
+    password: str = key("", doc="digest password", secret=True)
     register_expires: int = key(600, doc="registration lifetime asked for (s)", min=60, max=86400)
     auth_realm: str = key("", doc="non-empty: challenge callers with digest auth in this realm")
-    auth_users: dict[str, str] = key({}, doc="username = password pairs allowed to call when auth_realm is set")
+    auth_users: dict[str, str] = key({}, doc="username = password pairs allowed to call when auth_realm is set",
+                                     secret=True)
     auth_algorithms: list[str] = key(["SHA-256", "MD5"], doc="digest challenges offered, strongest first (RFC 8760)",
                                      each=("SHA-512-256", "SHA-256", "MD5"))
     pipeline_timeout_s: float = key(5.0, doc="asrd/ttsd/agentd silent this long: sipd rescues the calls itself; "

@@ -21,7 +21,7 @@ from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel
 from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
-from ..runtime.service import StartupError
+from ..runtime.service import StartupError, make_dir
 
 log = logging.getLogger("appliance.agentd")
 # MiniLM cosine above which an utterance is taken as an intent: on the receptionist's intents,
@@ -105,7 +105,7 @@ class AgentService:
                                "copy appliance/agent/examples/dental-receptionist.toml there to start")
         loop = asyncio.get_running_loop()
         self.brains = await loop.run_in_executor(None, self._load_brains)
-        Path(self.config.paths.state_dir).mkdir(parents=True, exist_ok=True)
+        make_dir("paths.state_dir", self.config.paths.state_dir)  # 0750: call records are private
         self.records = SafeRecords(CallRecords(Path(self.config.paths.state_dir) / "calls.db"))
         run = self.config.paths.run_dir
         self.sipd = ControlClient(runtime.ctx, endpoints.control(run, "sipd"))

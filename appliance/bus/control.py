@@ -17,6 +17,7 @@ import zmq
 import zmq.asyncio
 
 from .codec import MalformedMessage, decode_payload, encode
+from .endpoints import restrict
 from .messages import Error, Message
 
 log = logging.getLogger("appliance.bus")
@@ -40,6 +41,7 @@ class ControlServer:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
+        restrict(endpoint)
         self.handlers: dict[type[Message], Handler] = {}
         self.dropped = 0
         self._tasks: set[asyncio.Task] = set()

@@ -13,6 +13,7 @@ import zmq
 import zmq.asyncio
 
 from .codec import MalformedMessage, decode, encode
+from .endpoints import restrict
 from .messages import Message
 
 log = logging.getLogger("appliance.bus")
@@ -26,6 +27,7 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, HWM)
         self.sock.bind(endpoint)
+        restrict(endpoint)
         self.sent = 0
         self.dropped = 0
 

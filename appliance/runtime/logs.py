@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import faulthandler
 import logging
 import os
 import sys
@@ -48,6 +49,12 @@ class LineFormatter(logging.Formatter):
 
 
 def setup(service: str, level: str = "info") -> None:
+    # A fatal signal prints every thread's Python stack to the same stderr (the journal) first:
+    # above all the watchdog's SIGABRT, which then says where the event loop was stuck.
+    try:
+        faulthandler.enable(sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor (a test's capture)
+        pass
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LineFormatter(service, journal=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()

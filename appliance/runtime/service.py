@@ -54,7 +54,9 @@ class AlreadyRunning(StartupError):
 def make_dir(key: str, value: str) -> Path:
     path = Path(value)
     try:
-        path.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if not path.is_dir():  # ours: the appliance's user and group only, whatever the umask
+            path.mkdir(mode=0o750, parents=True, exist_ok=True)
+            path.chmod(0o750)
     except OSError as exc:
         raise StartupError(f"cannot create {key} {value}: {exc.strerror} (set {key} in the config)") from None
     return path

@@ -14,7 +14,7 @@ import secrets
 import struct
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 __all__ = [
@@ -66,7 +66,7 @@ class Challenge:
 @dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's repr
 
 
 @dataclass(frozen=True)

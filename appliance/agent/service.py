@@ -89,6 +89,9 @@ class AgentService:
         self.tasks: list[asyncio.Task] = []
         self.counters = {"calls": 0, "control_errors": 0, "rebuilt": 0}
         self.latencies: deque[tuple[float, dict]] = deque(maxlen=2000)  # (monotonic s, per-stage ms)
+        from ..metrics.series import AgentMetrics
+
+        self.metrics = AgentMetrics(self)  # its Prometheus series (sipd's exporter asks over ctl.metrics)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -131,7 +134,7 @@ class AgentService:
             understander = Understander(embedder, {i.name: list(i.examples) for i in agent.intents},
                                         [(k.id, list(k.questions), k.answer) for k in agent.knowledge],
                                         intent_threshold=INTENT_THRESHOLD)
-            brains[name] = {"agent": agent, "flow": Flow(agent), "tools": ToolRunner(agent.tools),
+            brains[name] = {"agent": agent, "flow": Flow(agent), "tools": self.metrics.tools(ToolRunner(agent.tools)),
                             "understander": understander,
                             "llm": None if llm is None else LlmResponder(llm, agent)}
         return brains
@@ -202,9 +205,17 @@ class AgentService:
         brain = self.brains[agent_name]
         conv = Conversation(call_id, caller, brain["agent"], brain["flow"], brain["understander"],
                             BusIo(self, call_id), tools=brain["tools"], llm=brain["llm"], records=self.records, **kw)
-        conv.on_latency = lambda lat: self.latencies.append((time.monotonic(), lat))
+        conv.on_latency = self._on_latency
         self.conversations[call_id] = conv
         return conv
+
+    def _on_latency(self, latency: dict) -> None:
+        self.latencies.append((time.monotonic(), latency))
+        self.metrics.turn(latency)
+
+    def _end_record(self, call_id: str, outcome: str, reason: str, **kw) -> None:
+        self.records.end_call(call_id, outcome, reason, **kw)
+        self.metrics.call_ended(outcome)
 
     async def _events(self) -> None:
         async for msg in self.sub:
@@ -235,16 +246,16 @@ class AgentService:
             conv = self.conversations.pop(cid, None)
             self.calls.pop(cid, None)
             if conv is None:
-                self.records.end_call(cid, "abandoned", msg.reason)
+                self._end_record(cid, "abandoned", msg.reason)
                 return
             try:  # a conversation that does not stop in time must not keep its record open
                 await asyncio.wait_for(conv.close(), 5.0)
             except Exception:
                 log.exception("conversation %s did not close cleanly", cid)
             outcome = "transferred" if msg.reason == "transferred" else "completed"
-            self.records.end_call(cid, outcome, msg.reason, summary=conv.summary(),
-                                  intent=conv.state.intent or "", slots=dict(conv.state.slots),
-                                  metrics={**msg.metrics, **conv.counters})
+            self._end_record(cid, outcome, msg.reason, summary=conv.summary(),
+                             intent=conv.state.intent or "", slots=dict(conv.state.slots),
+                             metrics={**msg.metrics, **conv.counters})
             llm = self.brains[conv.agent.name]["llm"]
             if llm is not None:  # its saved KV state (MBs); the lock may be held by a generation
                 await asyncio.to_thread(llm.llm.forget, cid)
@@ -263,7 +274,7 @@ class AgentService:
             cid = call.id
             if cid not in live or call.agent not in self.brains:
                 if cid not in live:
-                    self.records.end_call(cid, "error", "agentd was down when the call ended")
+                    self._end_record(cid, "error", "agentd was down when the call ended")
                 continue
             history = History()
             for turn in self.records.conversation(cid) or []:

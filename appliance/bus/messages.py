@@ -229,6 +229,12 @@ class StatusRequest(Message):
     """Any service: answer with ServiceStatus."""
 
 
+@control("ctl.metrics")
+@dataclass(frozen=True, kw_only=True)
+class MetricsRequest(Message):
+    """Any service: answer with ServiceMetrics (its own Prometheus series; sipd's exporter asks)."""
+
+
 @control("ctl.answer")
 @dataclass(frozen=True, kw_only=True)
 class Answer(Message):
@@ -321,6 +327,17 @@ class ServiceStatus(Message):
     uptime_s: float
     version: str
     details: dict[str, Scalar] = field(default_factory=dict)
+
+
+@reply("reply.metrics")
+@dataclass(frozen=True, kw_only=True)
+class ServiceMetrics(Message):
+    """A service's own series in the Prometheus text format (appliance/metrics/series.py)."""
+
+    service: str
+    state: str
+    uptime_s: float
+    text: str = ""
 
 
 @reply("reply.supervisor")

@@ -21,7 +21,9 @@ import zmq.asyncio
 
 from .. import __version__
 from ..bus import ControlServer, Publisher, endpoints
-from ..bus.messages import ServiceReady, ServiceStatus, ServiceStopping, StatusRequest
+from ..bus.codec import MAX_PAYLOAD
+from ..bus.messages import (MetricsRequest, ServiceMetrics, ServiceReady, ServiceStatus, ServiceStopping,
+                            StatusRequest)
 from ..config import Config, ConfigError, load
 from ..ipc import sweep_stale
 from ..speech.errors import ModelError
@@ -92,9 +94,13 @@ def sweep_stale_rings(config: Config) -> None:
 
 
 class ServiceRuntime:
-    def __init__(self, name: str, config: Config, component: Component | None = None, *, owns_rings: bool = False):
+    def __init__(self, name: str, config: Config, component: Component | None = None, *, owns_rings: bool = False,
+                 serves_metrics: bool = False):
         self.name = name
         self.owns_rings = owns_rings
+        self.serves_metrics = serves_metrics  # hosts the box's /metrics (sipd): appliance/metrics/exporter.py
+        self.metrics_registry = None
+        self.exporter = None
         self.config = config
         self.component = component
         self.notifier = Notifier()
@@ -137,6 +143,22 @@ class ServiceRuntime:
             uptime_s=round(time.monotonic() - self.started_at, 3), version=__version__, details=details,
         )
 
+    def metrics(self) -> ServiceMetrics:
+        """This process's own Prometheus series (appliance/metrics/series.py), for the exporter."""
+        text = ""
+        if self.state == "ready" and self.metrics_registry is not None:
+            from prometheus_client import generate_latest
+
+            try:
+                text = generate_latest(self.metrics_registry).decode()
+            except Exception:
+                log.exception("metrics could not be collected")
+            if len(text) > MAX_PAYLOAD - 4096:
+                log.error("metrics text of %d bytes does not fit a bus message; left out", len(text))
+                text = ""
+        return ServiceMetrics(service=self.name, state=self.state, uptime_s=round(time.monotonic() - self.started_at, 3),
+                              text=text)
+
     async def run(self) -> int:
         run_dir = make_run_dir(self.config)
         lock_fd = acquire_instance_lock(run_dir, self.name)
@@ -152,9 +174,19 @@ class ServiceRuntime:
             self.publisher = Publisher(self.ctx, endpoints.events(str(run_dir), self.name))
             self.control = ControlServer(self.ctx, endpoints.control(str(run_dir), self.name))
             self.control.on(StatusRequest, lambda _msg: self.status())
+            self.control.on(MetricsRequest, lambda _msg: self.metrics())
             tasks.append(asyncio.create_task(self.control.serve(), name="control"))
             if self.component is not None:
                 await self.component.start(self)
+                from ..metrics.series import registry_for
+
+                self.metrics_registry = registry_for(self.name, self.component)
+            if self.serves_metrics and self.config.metrics.enabled:
+                from ..metrics.exporter import Exporter
+
+                self.exporter = Exporter(self.config)
+                if not self.exporter.start():
+                    self.exporter = None
             self.state = "ready"
             self.notifier.ready(status=f"{self.name} ready")
             self.publisher.publish(ServiceReady(service=self.name, pid=os.getpid()))
@@ -174,6 +206,8 @@ class ServiceRuntime:
                     await asyncio.wait_for(self.component.stop(), self.config.services.stop_timeout)
                 except Exception:
                     log.exception("component did not stop cleanly")
+            if self.exporter is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.exporter.stop)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -193,7 +227,7 @@ class ServiceRuntime:
 
 
 def run_service(name: str, component_factory: Callable[[Config], Component] | None = None, argv=None,
-                *, owns_rings: bool = False) -> None:
+                *, owns_rings: bool = False, serves_metrics: bool = False) -> None:
     """A service process's whole ``main``: parse args, load config, run until stopped."""
     parser = argparse.ArgumentParser(prog=f"appliance-{name}", description=f"appliance {name} service")
     parser.add_argument("--config", help="config file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -206,7 +240,8 @@ def run_service(name: str, component_factory: Callable[[Config], Component] | No
     logs.setup(name, config.log.level)
     component = component_factory(config) if component_factory else None
     try:
-        code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings).run())
+        code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings,
+                                          serves_metrics=serves_metrics).run())
     except (StartupError, ModelError) as exc:
         log.error("%s", exc)  # a missing model says which and how to fix it, then exits non-zero
         code = 1

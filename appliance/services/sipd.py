@@ -9,7 +9,8 @@ from ..telephony.endpoint import SipEndpoint
 
 
 def main(argv=None) -> None:
-    run_service("sipd", SipEndpoint, argv=argv, owns_rings=True)  # sipd creates every call's rings
+    # sipd creates every call's rings, and hosts the box's /metrics (the process a call needs anyway)
+    run_service("sipd", SipEndpoint, argv=argv, owns_rings=True, serves_metrics=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ class SipEndpoint:
         self.layer: TransactionLayer | None = None
         self.counters = {"calls_total": 0, "refused_busy": 0, "refused_rate": 0, "refused_auth": 0,
                          "refused_forbidden": 0, "unmatched": 0}
+        from ..metrics.series import SipdMetrics
+
+        self.metrics = SipdMetrics(self)  # its Prometheus series (the exporter asks over ctl.metrics)
         self.registration = None
         self.watch = None
         self.watch_task: asyncio.Task | None = None
@@ -139,7 +142,8 @@ class SipEndpoint:
             self.runtime.publisher.publish(msg)
 
     def forget(self, call: Call) -> None:
-        self.calls.pop(call.id, None)
+        if self.calls.pop(call.id, None) is not None:
+            self.metrics.call_ended(call.media)
         self.by_dialog.pop((call.dialog.call_id, call.dialog.local_tag), None)
         self.ports.give_back(call.media.port)
 

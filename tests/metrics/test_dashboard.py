@@ -52,3 +52,14 @@ def test_dashboard_has_the_operator_panels():
     assert "appliance_tool_failures_total" in text and "appliance_tool_call_duration_seconds_bucket" in text
     assert "appliance_service_restarts_total" in text and "appliance_ring_overrun_frames_total" in text
     assert len(STAGES) == 5
+
+
+def test_readme_documents_every_series():
+    from appliance.metrics.series import CATALOGUE
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Metrics (Prometheus)"):]
+    section = section[:section.index("\n## ", 1)]
+    missing = [s.name for s in CATALOGUE if f"`{s.name}`" not in section]
+    assert not missing, missing
+    assert "9464" in section and "docs/grafana/appliance.json" in section

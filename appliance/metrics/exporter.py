@@ -32,6 +32,7 @@ from .series import CATALOGUE, View, family
 log = logging.getLogger("appliance.metrics")
 
 SCRAPE_TIMEOUT = 1.0
+_warned: list = []
 
 
 def systemd_restarts(names: list[str], timeout: float = 2.0) -> dict[str, int] | None:
@@ -43,7 +44,9 @@ def systemd_restarts(names: list[str], timeout: float = 2.0) -> dict[str, int] |
         out = subprocess.run(["systemctl", "show", "--property=Id,NRestarts", *units], capture_output=True,
                              text=True, timeout=timeout, check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("metrics: systemctl show failed: %s", exc)
+        if not _warned:  # once: a scrape every 15 s would fill the journal
+            _warned.append(exc)
+            log.warning("metrics: no restart counts, systemctl show failed: %s", exc)
         return None
     return parse_systemctl_show(out, units)
 

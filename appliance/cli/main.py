@@ -1,4 +1,9 @@
-"""`appliancectl`: status, config check, rings, up (dev supervisor), bench."""
+"""`appliancectl`: status, config check, rings, logs, version, up (dev supervisor), bench.
+
+Exit codes, the same for every command: 0 ok; 1 a runtime failure (a service not ready, a call
+that failed, logs that cannot be read); 2 a usage or config error (bad option, invalid or unsafe
+config, an unusable file); 3 the appliance is not running or cannot be reached.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,12 @@ from ..config import ConfigError, Config, default_path, load
 from .bench import bench
 from .demo import demo
 from .calls import call, calls
+from .logs import logs
 from .models import models
 from .talk import talk
+from .version import version
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
 def _load(ctx: click.Context) -> Config:
@@ -42,15 +51,27 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output: validity, problems, and the "
+                                                       "effective config with every secret masked")
 @click.pass_context
-def config_check(ctx: click.Context, file: str | None) -> None:
-    """Validate FILE (default: the configured file). Exit 0 when valid, 2 with every problem listed."""
+def config_check(ctx: click.Context, file: str | None, as_json: bool) -> None:
+    """Validate FILE (default: the configured file): every key, and that a file holding credentials
+    is private (0600). Exit 0 when valid, 2 with every problem listed. Secrets are never shown."""
+    from ..config.secrets import redacted
+
     path = file or ctx.obj["config"] or default_path()
     try:
         config = load(path)
     except ConfigError as exc:
-        click.echo(exc.render(), err=True)
-        sys.exit(2)
+        if as_json:
+            click.echo(json.dumps({"valid": False, "source": exc.source, "problems": exc.problems}, indent=2))
+        else:
+            click.echo(exc.render(), err=True)
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps({"valid": True, "source": config.source, "problems": [],
+                               "config": redacted(config)}, indent=2))
+        return
     click.echo(f"config {config.source} is valid")
     click.echo(f"  services {', '.join(config.services.enabled)}; sip {config.sip.bind}:{config.sip.port}, "
                f"max {config.sip.max_calls} calls; run dir {config.paths.run_dir}")
@@ -79,35 +100,58 @@ def up(ctx: click.Context) -> None:
 @click.option("--timeout", default=1.0, show_default=True, help="seconds to wait for each service")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
-    """Health of every enabled service. Exit 0 when all are ready, 1 otherwise."""
+    """Health of every enabled service: its systemd unit (when systemd runs the appliance) and
+    what the service says over its control socket. Exit 0 when all are ready, 1 when some are
+    not, 3 when none answers (the appliance is not running)."""
+    from ..runtime import units
     from ..runtime.health import collect
 
-    health = asyncio.run(collect(_load(ctx), timeout))
+    config = _load(ctx)
+    health = asyncio.run(collect(config, timeout))
+    unit_states = units.unit_states(list(config.services.enabled))
     if as_json:
         click.echo(json.dumps({
             "services": [vars(s) for s in health.services],
             "supervisor": None if health.supervisor is None else {"pid": health.supervisor.pid,
                                                                   "children": health.supervisor.children},
+            "systemd": None if unit_states is None else {n: u.as_dict() for n, u in unit_states.items()},
+            "all_ready": health.all_ready,
         }, indent=2))
     else:
-        restarts = {c["name"]: c["restarts"] for c in health.supervisor.children} if health.supervisor else {}
-        click.echo(f"{'SERVICE':<10} {'STATE':<9} {'PID':>7} {'UPTIME':>9} {'RESTARTS':>8}  DETAILS")
+        if unit_states is not None:
+            restarts = {n: u.restarts for n, u in unit_states.items()}
+        elif health.supervisor:
+            restarts = {c["name"]: c["restarts"] for c in health.supervisor.children}
+        else:
+            restarts = {}
+        unit_col = unit_states is not None
+        click.echo(f"{'SERVICE':<10} {'STATE':<9} " + (f"{'UNIT':<28} " if unit_col else "")
+                   + f"{'PID':>7} {'UPTIME':>9} {'RESTARTS':>8}  DETAILS")
         for s in health.services:
             details = s.error or " ".join(f"{k}={v}" for k, v in s.details.items())
-            click.echo(f"{s.name:<10} {s.state:<9} {s.pid or '-':>7} {s.uptime_s:>8.1f}s "
+            unit = f"{unit_states[s.name].describe():<28} " if unit_col else ""
+            click.echo(f"{s.name:<10} {s.state:<9} {unit}{s.pid or '-':>7} {s.uptime_s:>8.1f}s "
                        f"{restarts.get(s.name, '-'):>8}  {details}")
-    sys.exit(0 if health.all_ready else 1)
+    if health.all_ready:
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_NOT_RUNNING if all(s.state == "down" for s in health.services) else EXIT_FAILED)
 
 
 @cli.command()
 @click.option("--clean", is_flag=True, help="remove rings left by a crashed run")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (with --clean: what was removed)")
 @click.pass_context
-def rings(ctx: click.Context, clean: bool) -> None:
+def rings(ctx: click.Context, clean: bool, as_json: bool) -> None:
     """List the audio rings in shared memory, with the liveness of their owner and writer."""
     from ..ipc import inspect, sweep_stale
 
     config = _load(ctx)
     infos = inspect(config.paths.shm_dir)
+    if as_json:
+        removed = [str(i.path) for i in sweep_stale(config.paths.shm_dir)] if clean else []
+        click.echo(json.dumps({"rings": [{**vars(i), "path": str(i.path), "stale": i.stale} for i in infos],
+                               "removed": removed}, indent=2))
+        return
     click.echo(f"{'CALL':<24} {'DIR':<4} {'FRAMES':>8} {'OWNER':>8} {'WRITER':>8}  STATE")
     for i in infos:
         state = "stale" if i.stale else ("ended" if i.closed else "live")
@@ -161,6 +205,8 @@ cli.add_command(models)
 cli.add_command(calls)
 cli.add_command(call)
 cli.add_command(talk)
+cli.add_command(logs)
+cli.add_command(version)
 
 
 def main() -> None:

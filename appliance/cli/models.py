@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -21,8 +22,9 @@ def models() -> None:
 
 
 @models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
-def models_list(ctx: click.Context) -> None:
+def models_list(ctx: click.Context, as_json: bool) -> None:
     """Every model with its source and status (ok, missing package, not set up, missing, corrupt).
     The status trusts a file's stamp while its size and mtime are unchanged; `verify` hashes all.
     Exit 2 when a manifest is invalid."""
@@ -30,6 +32,14 @@ def models_list(ctx: click.Context) -> None:
 
     config = _config(ctx)
     good, bad = scan_manifests(config)
+    if as_json:
+        click.echo(json.dumps({
+            "models": [{"name": m.name, "kind": m.kind, "backend": m.backend, "sources": list(m.sources),
+                        "in_place": m.in_place, "status": status(config, m)} for m in good.values()],
+            "manifest_dirs": [str(d) for d in manifest_dirs(config)],
+            "invalid_manifests": [exc.render() for exc in bad],
+        }, indent=2))
+        sys.exit(2 if bad else 0)
     rows = [(m.name, m.kind, m.backend, ", ".join(m.sources) + ("" if m.in_place else " (joined at setup)"),
              status(config, m)) for m in good.values()]
     header = ("NAME", "KIND", "BACKEND", "SOURCE", "STATUS")
@@ -44,8 +54,9 @@ def models_list(ctx: click.Context) -> None:
 
 @models.command("verify")
 @click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output: every file checked")
 @click.pass_context
-def models_verify(ctx: click.Context, name: str | None) -> None:
+def models_verify(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Hash every file of NAME (default: every model) and compare with its manifest.
     Exit 0 when all match, 2 with one line per problem (expected and actual sha256, the fix)."""
     from ..models.errors import ModelError
@@ -55,8 +66,17 @@ def models_verify(ctx: click.Context, name: str | None) -> None:
     try:
         checks = verify(config, name)
     except ModelError as exc:
-        click.echo(f"appliancectl models verify: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(exc), "checks": []}, indent=2))
+        else:
+            click.echo(f"appliancectl models verify: {exc}", err=True)
         sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [
+            {"model": c.model, "status": c.status, "ok": c.ok, "message": c.message, "file": c.file,
+             "path": str(c.path) if c.path else None, "expected": c.expected, "actual": c.actual, "fix": c.fix}
+            for c in checks]}, indent=2))
+        sys.exit(0 if all(c.ok for c in checks) else 2)
     by_model: dict[str, list] = {}
     for c in checks:
         by_model.setdefault(c.model, []).append(c)

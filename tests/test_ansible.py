@@ -188,7 +188,7 @@ def box(ansible_bin, wheelhouse):
 
     config = parse("")
     try:
-        model_dir = model_path(config, get_manifest(config, MODEL))
+        model_path(config, get_manifest(config, MODEL))
     except Exception as exc:  # the cpu extra is not installed
         pytest.skip(f"model {MODEL} is not installed here: {exc}")
     base = Path(tempfile.mkdtemp(prefix="ap-ans-", dir="/tmp"))  # short: the run dir holds unix sockets
@@ -201,11 +201,12 @@ def box(ansible_bin, wheelhouse):
         else:
             src.mkdir(exist_ok=True)
             shutil.copy2(s, src / item)
-    # The model bundle: <model>/<file> for each file the manifest lists, real bytes.
+    # The model bundle (<model>/<file>, real bytes), built as an admin would.
     bundle = base / "bundle"
-    (bundle / MODEL).mkdir(parents=True)
-    for f in get_manifest(config, MODEL).files:
-        shutil.copy(model_dir / f.path, bundle / MODEL / f.path)
+    made = subprocess.run([sys.executable, str(ANSIBLE_DIR / "make-model-bundle.py"), str(bundle), MODEL],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and f"{MODEL}: 4 file(s), sha256 checked" in made.stdout, made.stderr
+    assert sorted(p.name for p in (bundle / MODEL).iterdir()) == sorted(f.path for f in get_manifest(config, MODEL).files)
     b = Box(base, ansible_bin, wheelhouse, src, bundle)
     b.first = b.play(appliance_model_bundle_on_box=False)  # copied to the box, as to a remote one
     b.second = b.play() if b.first.rc == 0 else None
@@ -251,6 +252,7 @@ def test_first_run_provisions_the_box(box):
                  "appliance-ttsd.service", "appliance.target"):
         assert (box.root / "etc/systemd/system" / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
     assert (box.root / "etc/tmpfiles.d/appliance.conf").is_file()
+    assert (box.root / "usr/local/bin/appliancectl").resolve() == (box.venv / "bin/appliancectl").resolve()
 
 
 def test_second_run_changes_nothing(box):
@@ -321,10 +323,15 @@ def test_handlers_restart_only_what_changed(box):
     assert tomllib.loads(box.agent.read_text())["vars"]["booking_url"] == "http://127.0.0.1:9999"
     assert "edited on the box" not in unit.read_text()
 
-    # The config: every service, and nothing else changed.
-    run = box.play(appliance_agents=agents, appliance_sip_max_calls=12)
+    # The config (trunk mode now, with digest auth for the PBX): every service, nothing else.
+    run = box.play(appliance_agents=agents, appliance_sip_max_calls=12, appliance_sip_mode="trunk",
+                   appliance_sip_registrar="", appliance_sip_allow_from=["192.0.2.10", "10.1.0.0/16"],
+                   appliance_sip_auth_realm="appliance", appliance_sip_auth_users={"pbx": "{{ vault_appliance_sip_password }}"})
     assert run.rc == 0 and run.handlers == RESTARTS, run
-    assert tomllib.loads(box.config.read_text())["sip"]["max_calls"] == 12
+    sip = tomllib.loads(box.config.read_text())["sip"]
+    assert (sip["mode"], sip["max_calls"]) == ("trunk", 12)
+    assert sip["allow_from"] == ["192.0.2.10", "10.1.0.0/16", "127.0.0.1"]  # loopback: appliancectl talk
+    assert sip["auth_users"] == {"pbx": VAULT_SECRET} and "registrar" not in sip
 
 
 def test_playbooks_pass_syntax_check(ansible_bin, tmp_path):

@@ -60,9 +60,13 @@ class EchoGate:
             for old in [i for i in self.out if i < oldest]:
                 del self.out[old]
 
-    def is_echo(self, capture_ns: int, pcm: np.ndarray) -> bool:
-        """One frame heard from the caller: True when it is the agent's own voice returning."""
+    def is_echo(self, capture_ns: int, pcm: np.ndarray, voiced: bool = True) -> bool:
+        """One frame heard from the caller: True when it is the agent's own voice returning.
+        Every frame must come through (the window); only ``voiced`` ones are judged, which
+        keeps a quiet line nearly free."""
         self.recent.append(_half_rate(pcm))
+        if not voiced:
+            return False
         k = capture_ns // FRAME_NS
         # The agent audio that could be returning now: played up to ``delay`` frames before the
         # window (and a window's worth after: the out ring is written ahead of playout).

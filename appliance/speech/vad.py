@@ -141,7 +141,7 @@ class Endpointer:
             raise ValueError(f"frame of {len(pcm)} samples; the ring's frames are {FRAME_SAMPLES}")
         self.frames_seen += 1
         voiced = self.is_voiced(pcm)
-        if self.echo is not None and self.echo.is_echo(capture_ns, pcm):  # always fed: it keeps a window
+        if self.echo is not None and self.echo.is_echo(capture_ns, pcm, voiced):  # always fed: it keeps a window
             voiced = False
         return self._in_speech(seq, capture_ns, pcm, voiced) if self.in_speech else self._idle(seq, capture_ns, pcm, voiced)
 

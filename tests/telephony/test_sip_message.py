@@ -60,6 +60,18 @@ def test_response_copies_the_right_headers_and_adds_the_to_tag():
     assert back.vias == req.vias and back.headers.get("Retry-After") == "5"
 
 
+def test_dialog_establishing_responses_echo_the_record_route_set_in_order():
+    """A Record-Routing proxy (Kamailio's dispatcher in front of several boxes) stays on the
+    dialog's path only if 18x/2xx carry its Record-Route back (RFC 3261 §12.1.1)."""
+    routed = INVITE.replace("Max-Forwards: 70\r\n", "Max-Forwards: 69\r\nRecord-Route: <sip:10.0.0.2;lr>\r\n"
+                                                    "Record-Route: <sip:10.0.0.1;lr;did=7>\r\n")
+    req = parse(routed.encode())
+    for status in (180, 200):
+        back = parse(make_response(req, status, to_tag="xyz").encode())
+        assert back.headers.get_all("Record-Route") == ["<sip:10.0.0.2;lr>", "<sip:10.0.0.1;lr;did=7>"]
+    assert parse(make_response(req, 486, to_tag="xyz").encode()).headers.get_all("Record-Route") == []
+
+
 def test_list_headers_split_outside_quotes_and_brackets():
     raw = INVITE.replace("Contact: <sip:alice@127.0.0.1:5080>",
                          'Contact: "A, B" <sip:a@h>;q=0.5, <sip:b@h;x=1,2>')

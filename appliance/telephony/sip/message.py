@@ -226,6 +226,11 @@ def make_response(req: Request, status: int, reason: str | None = None, *, to_ta
             if name == "To" and to_tag and ";tag=" not in value.lower().replace(" ", ""):
                 value = f"{value};tag={to_tag}"
             h.add(name, value)
+    if req.method == "INVITE" and 100 < status < 300:
+        # A proxy that Record-Routes (Kamailio in front of several boxes) must see its route
+        # set echoed, in order, or the caller's ACK and BYE bypass it (RFC 3261 §12.1.1).
+        for value in req.headers.get_all("Record-Route"):
+            h.add("Record-Route", value)
     for name, value in headers:
         h.add(name, value)
     return Response(headers=h, body=body, status=status, reason=reason or REASONS.get(status, "Unknown"))

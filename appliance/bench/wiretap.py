@@ -27,9 +27,14 @@ class RtpTap:
     def __init__(self, src_ports: range, iface: str = "lo"):
         self.src_ports = src_ports
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))  # PermissionError if not allowed
+        try:  # every packet on lo passes through this socket: a deep buffer so none is dropped under load
+            self.sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
         self.sock.bind((iface, 0))
         self.sock.settimeout(0.2)
         self.packets: list[tuple[float, int, int, int, bytes]] = []  # arrival, dport, pt, timestamp, payload
+        self.seqs: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtp-tap", daemon=True)
         self._thread.start()
@@ -62,6 +67,7 @@ class RtpTap:
         pt = rtp[1] & 0x7F
         cc = rtp[0] & 0x0F
         ts = struct.unpack("!I", rtp[4:8])[0]
+        self.seqs.append(struct.unpack("!H", rtp[2:4])[0])
         self.packets.append((time.monotonic(), dport, pt, ts, bytes(rtp[12 + 4 * cc:])))
 
     def close(self) -> None:
@@ -74,6 +80,13 @@ class RtpTap:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def missing(self) -> int:
+        """RTP sequence numbers never captured (sent and lost, or dropped by the tap)."""
+        if not self.seqs:
+            return 0
+        span = (self.seqs[-1] - self.seqs[0]) % 65536 + 1
+        return span - len(set(self.seqs))
 
     def audio(self, dport: int | None = None) -> np.ndarray:
         """The received stream as 8 kHz PCM16, each packet placed at its RTP timestamp (gaps

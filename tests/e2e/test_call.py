@@ -35,6 +35,12 @@ def heard_by_caller(dump: Path | np.ndarray, models_dir: Path, rate: int = 8000)
     return for_wer(" ".join(out))
 
 
+def says_saturday_hours(heard: str) -> bool:
+    """The greeting and the answer reached the caller's ear: "... Riverside ... Saturday from
+    nine a.m. to one p.m." (8 kHz Whisper sometimes hears "nine a m" as "may to m")."""
+    return "riverside" in heard and re.search(r"saturday.{0,40}(nine|one p)", heard) is not None
+
+
 def test_a_caller_asks_the_opening_hours_and_hears_them(appliance, tmp_path, sandbox, models_dir):
     dump = baresip_call(tmp_path / "phone", appliance.port, [(9.0, "What time are you open on Saturday?")],
                         seconds=12)
@@ -46,7 +52,7 @@ def test_a_caller_asks_the_opening_hours_and_hears_them(appliance, tmp_path, san
     assert any("Saturday" in s for s in spoken), spoken
     heard = heard_by_caller(dump, models_dir)
     # The answer reached the caller's ear: Saturday nine to one.
-    assert "riverside" in heard and re.search(r"saturday.{0,40}nine", heard), heard
+    assert says_saturday_hours(heard), heard
     call = finished_call(sandbox)
     assert call.outcome == "completed" and call.turn_count >= 3
 
@@ -108,5 +114,6 @@ def test_a_sipp_caller_asks_the_hours_and_the_rtp_it_receives_says_them(applianc
     assert any("saturday" in e.text.lower() for e in appliance.events.of(AsrFinal)), appliance.events.of(AsrFinal)
     received = tap.audio()
     assert len(received) > 8000 * 20, len(received)  # the whole call's RTP, silence included
+    assert tap.missing() == 0, f"{tap.missing()} RTP packets missing from the capture"
     heard = heard_by_caller(received, models_dir)
-    assert "riverside" in heard and re.search(r"saturday.{0,40}nine", heard), heard
+    assert says_saturday_hours(heard), heard

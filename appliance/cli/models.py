@@ -111,3 +111,63 @@ def models_setup(ctx: click.Context, name: str | None) -> None:
     for r in results:
         click.echo(r.line(), err=not r.ok)
     sys.exit(0 if all(r.ok for r in results) else 2)
+
+
+@models.command("engines")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def models_engines(ctx: click.Context, as_json: bool) -> None:
+    """GPU box: each model's TensorRT engine (ok, missing, stale, corrupt) and what it was built
+    for. Exit 0 when all are ok, 2 when one needs building (or TensorRT/CUDA is absent)."""
+    from ..inference import engines
+    from ..models.errors import ModelError
+
+    config = _config(ctx)
+    try:
+        target = engines.current_target(config)
+        states = [engines.inspect(config, m, target) for m in engines.with_engines(config)]
+    except ModelError as exc:
+        click.echo(f"appliancectl models engines: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({"target": vars(target), "engines": [
+            {"model": s.model, "state": s.state, "engine": str(s.engine), "reasons": s.reasons,
+             "built_for": str(s.info.target) if s.info else None} for s in states]}, indent=2))
+    else:
+        click.echo(f"this box: {target}")
+        for s in states:
+            click.echo(s.line(), err=s.state != "ok")
+    sys.exit(0 if all(s.state == "ok" for s in states) else 2)
+
+
+@models.command("build-engines")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="rebuild even engines that are up to date")
+@click.pass_context
+def models_build_engines(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
+    """GPU box: build the TensorRT engine of NAMES (default: every model whose manifest has an
+    [engine] table) from its verified ONNX, FP16, with the manifest's optimisation profile.
+    Up-to-date engines are kept; missing, stale or corrupt ones are (re)built. Takes minutes
+    per model; run it after installing or upgrading TensorRT, the driver's GPU, or a model."""
+    from ..inference import engines
+    from ..models.errors import ModelError
+
+    config = _config(ctx)
+    try:
+        target = engines.current_target(config)
+        todo = engines.with_engines(config, list(names) or None)
+    except ModelError as exc:
+        click.echo(f"appliancectl models build-engines: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"this box: {target}; engines in {engines.engines_dir(config)}")
+    failed = 0
+    for m in todo:
+        try:
+            state = engines.build(config, m, target, force=force)
+        except (ModelError, OSError) as exc:
+            click.echo(f"{m.name}: failed: {exc}", err=True)
+            failed += 1
+            continue
+        click.echo(f"{m.name}: " + ("up to date" if state.state == "ok" else
+                                    f"built ({'; '.join(state.reasons)})") + f" — {state.engine}")
+    sys.exit(2 if failed else 0)

@@ -21,11 +21,14 @@ BACKENDS = {
     "asr": ("faster-whisper",),
     "tts": ("piper",),
     "llm": ("llama-cpp",),
-    "vad": ("silero",),
+    "vad": ("silero",),  # Silero's ONNX: vad.backend onnx or tensorrt
 }
 SCHEMES = ("pypi", "file")
 
-_TOP_KEYS = ("name", "kind", "backend", "license", "description", "sample_rate", "files")
+_TOP_KEYS = ("name", "kind", "backend", "license", "description", "sample_rate", "files", "engine")
+_ENGINE_KEYS = ("onnx", "precision", "shapes")
+_SHAPE_KEYS = ("min", "opt", "max")
+PRECISIONS = ("fp16", "fp32")
 _FILE_KEYS = ("path", "sha256", "source", "parts")
 _PART_KEYS = ("source", "sha256")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -74,6 +77,21 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class EngineSpec:
+    """How a GPU box turns one of the model's ONNX files into a TensorRT engine (the manifest's
+    ``[engine]`` table): the precision, and one optimisation profile giving the min/opt/max
+    shape of every input whose shape varies. An engine built from another spec is stale."""
+
+    onnx: str  # a files[].path of this model
+    precision: str = "fp16"
+    shapes: tuple[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"onnx": self.onnx, "precision": self.precision,
+                "shapes": {n: {"min": list(a), "opt": list(b), "max": list(c)} for n, a, b, c in self.shapes}}
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: str
@@ -83,6 +101,7 @@ class Manifest:
     description: str = ""
     sample_rate: int | None = None
     origin: Path | None = None  # the manifest file it was read from
+    engine: EngineSpec | None = None  # GPU box: how to build its TensorRT engine
 
     @property
     def in_place(self) -> bool:
@@ -195,10 +214,61 @@ def parse(data: dict, path: str | Path) -> Manifest:
             seen.add(f.path)
             files.append(f)
 
+    engine = None
+    if "engine" in data:
+        engine = _parse_engine(data["engine"], {f.path for f in files}, problems)
+
     if problems:
         raise ManifestError(str(path), problems)
     return Manifest(name=name, kind=kind, backend=backend, files=tuple(files), license=license_,
-                    description=description, sample_rate=sample_rate, origin=path)
+                    description=description, sample_rate=sample_rate, origin=path, engine=engine)
+
+
+def _parse_engine(raw, file_paths: set[str], problems: list[str]) -> EngineSpec | None:
+    if not isinstance(raw, dict):
+        problems.append("engine: must be a table [engine]")
+        return None
+    before = len(problems)
+    _unknown(raw, _ENGINE_KEYS, "engine.", problems)
+    onnx = raw.get("onnx")
+    if not isinstance(onnx, str) or not onnx.endswith(".onnx"):
+        problems.append(f"engine.onnx: {onnx!r} must name this model's .onnx file")
+    elif file_paths and onnx not in file_paths:
+        problems.append(f'engine.onnx: "{onnx}" is not one of this model\'s files ({", ".join(sorted(file_paths))})')
+    precision = raw.get("precision", "fp16")
+    if precision not in PRECISIONS:
+        problems.append(f"engine.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    shapes = []
+    raw_shapes = raw.get("shapes", {})
+    if not isinstance(raw_shapes, dict):
+        problems.append("engine.shapes: must be a table of input name = { min = [...], opt = [...], max = [...] }")
+        raw_shapes = {}
+    for name, dims in raw_shapes.items():
+        where = f"engine.shapes.{name}"
+        if not isinstance(dims, dict):
+            problems.append(f"{where}: must be {{ min = [...], opt = [...], max = [...] }}")
+            continue
+        _unknown(dims, _SHAPE_KEYS, f"{where}.", problems)
+        got = []
+        for k in _SHAPE_KEYS:
+            v = dims.get(k)
+            if not isinstance(v, list) or not v or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                           for d in v):
+                problems.append(f"{where}.{k}: {v!r} must be a list of positive integers (one per dimension)")
+                break
+            got.append(tuple(v))
+        else:
+            lo, opt, hi = got
+            if not len(lo) == len(opt) == len(hi):
+                problems.append(f"{where}: min, opt and max must have the same number of dimensions")
+            elif not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+                problems.append(f"{where}: each dimension must satisfy min <= opt <= max, got {list(lo)}, "
+                                f"{list(opt)}, {list(hi)}")
+            else:
+                shapes.append((name, lo, opt, hi))
+    if len(problems) > before:
+        return None
+    return EngineSpec(onnx=onnx, precision=precision, shapes=tuple(shapes))
 
 
 def _unknown(table: dict, allowed: tuple[str, ...], prefix: str, problems: list[str]) -> None:

@@ -33,6 +33,24 @@ def make_asr(config: Config) -> AsrBackend:
                       beam_size=cfg.beam_size, context_s=cfg.context_s)
 
 
+def make_vad_factory(config: Config):
+    """A function making one call's VAD. For the onnx/tensorrt backends the Silero model is
+    loaded here, once per process, and shared by every call (each keeps its own state)."""
+    from .vad import make_vad
+
+    cfg = config.vad
+    runner = None
+    if cfg.backend == "onnx":
+        from ..inference.onnx_runner import OnnxRunner
+
+        runner = OnnxRunner(_model_path(config, cfg.model), device=cfg.device)
+    elif cfg.backend == "tensorrt":
+        from ..inference.engines import load_runner
+
+        runner = load_runner(config, cfg.model)
+    return lambda: make_vad(cfg, runner)
+
+
 def _voice_file(path: Path) -> Path:
     if path.is_file():
         return path
@@ -54,10 +72,16 @@ def make_tts(config: Config) -> TtsBackend:
             if hasattr(backend, "check"):
                 backend.check()
             return backend
-        if cfg.backend == "piper":
+        if cfg.backend in ("piper", "tensorrt"):
             from .tts.piper import PiperTts
 
-            return PiperTts(_voice_file(_model_path(config, cfg.voice)), length_scale=cfg.length_scale)
+            runner = None
+            if cfg.backend == "tensorrt":
+                from ..inference.engines import load_runner
+
+                runner = load_runner(config, cfg.voice)
+            return PiperTts(_voice_file(_model_path(config, cfg.voice)), length_scale=cfg.length_scale,
+                            device=cfg.device, runner=runner)
     except ModelError as exc:
         if not cfg.fallback:
             raise

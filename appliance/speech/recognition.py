@@ -34,7 +34,7 @@ from . import textnorm
 from .asr.base import AsrBackend, AsrStream, Transcript
 from .errors import BackendError
 from .echo import EchoGate
-from .vad import Early, Ended, Endpointer, Started, make_vad
+from .vad import Early, Ended, Endpointer, Started
 
 log = logging.getLogger("appliance.asrd")
 
@@ -94,15 +94,19 @@ class Recognition:
                          "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0,
                          "echo_frames": 0}
         self.timeouts_in_a_row = 0
+        self._vad_factory = None  # loads the VAD model (onnx/tensorrt) once, at start
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
         self.runtime = runtime
+        from .backends import make_vad_factory
+
         if self.backend is None:
             from .backends import make_asr
 
             self.backend = await asyncio.get_running_loop().run_in_executor(None, make_asr, self.config)
-        log.info("recogniser %s ready", self.backend.name)
+        self._vad_factory = await asyncio.get_running_loop().run_in_executor(None, make_vad_factory, self.config)
+        log.info("recogniser %s ready (VAD %s)", self.backend.name, self.config.vad.backend)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
         self._reattach()
         self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
@@ -130,6 +134,13 @@ class Recognition:
         if self.runtime is not None and self.runtime.publisher is not None:
             self.runtime.publisher.publish(msg)
 
+    def vad_factory(self):
+        if self._vad_factory is None:
+            from .backends import make_vad_factory
+
+            self._vad_factory = make_vad_factory(self.config)
+        return self._vad_factory()
+
     # -- calls ----------------------------------------------------------------------------------
     def _reattach(self) -> None:
         """After a restart: every in-ring with a live writer is a call in progress."""
@@ -154,7 +165,7 @@ class Recognition:
             except (RingError, OSError) as exc:
                 with call_context(call_id):
                     log.warning("no echo check (cannot read the out ring): %s", exc)
-        endpointer = Endpointer(self.config.vad, make_vad(self.config.vad), echo=echo,
+        endpointer = Endpointer(self.config.vad, self.vad_factory(), echo=echo,
                                 early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms)
         self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call, played)
         with call_context(call_id):

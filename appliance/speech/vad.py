@@ -68,8 +68,53 @@ class SileroVad:
         self.prob = 0.0
 
 
-def make_vad(cfg: VadConfig):
-    return WebRtcVad(cfg.aggressiveness) if cfg.backend == "webrtc" else SileroVad(cfg.threshold)
+class SileroOnnxVad:
+    """Silero v6's ONNX on a runner every call shares (onnxruntime, or a TensorRT engine of it);
+    each call keeps its own LSTM state and the 64 samples of context the model reads before
+    each 512-sample chunk. The first axis of the model's input is time, so chunks that piled up
+    (a stall) go through in one run, up to what the runner takes."""
+
+    CHUNK = 512
+    CONTEXT = 64
+
+    def __init__(self, runner, threshold: float = 0.5):
+        self.runner = runner
+        self.threshold = threshold
+        limit = runner.max_shape("input")
+        self.max_chunks = limit[0] if limit else 64
+        self.reset()
+
+    def is_speech(self, pcm: np.ndarray) -> bool:
+        self._buf = np.concatenate([self._buf, pcm.astype(np.float32) / 32768.0])
+        while len(self._buf) >= self.CHUNK:
+            n = min(len(self._buf) // self.CHUNK, self.max_chunks)
+            chunks = self._buf[: n * self.CHUNK].reshape(n, self.CHUNK)
+            context = np.concatenate([self._context[None, :], chunks[:-1, -self.CONTEXT:]])
+            out = self.runner.run({"input": np.concatenate([context, chunks], axis=1), "h": self._h, "c": self._c})
+            self.prob = float(np.asarray(out["speech_probs"]).reshape(-1)[-1])
+            self._h, self._c = out["hn"], out["cn"]
+            self._context = chunks[-1, -self.CONTEXT:].copy()
+            self._buf = self._buf[n * self.CHUNK:]
+        return self.prob >= self.threshold
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._context = np.zeros(self.CONTEXT, dtype=np.float32)
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self.prob = 0.0
+
+
+def make_vad(cfg: VadConfig, runner=None):
+    """One call's detector. ``runner``: the loaded Silero ONNX for the onnx/tensorrt backends
+    (speech/backends.py make_vad_factory loads it once for every call)."""
+    if cfg.backend == "webrtc":
+        return WebRtcVad(cfg.aggressiveness)
+    if cfg.backend == "silero":
+        return SileroVad(cfg.threshold)
+    if runner is None:
+        raise ModelError(f"vad.backend = {cfg.backend} needs its model loaded first (speech.backends.make_vad_factory)")
+    return SileroOnnxVad(runner, cfg.threshold)
 
 
 # ---- endpointing ------------------------------------------------------------------------------

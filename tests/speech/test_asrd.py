@@ -206,3 +206,29 @@ def test_a_model_that_cannot_load_stops_the_service_with_a_reason(service, speec
     out = asrd.output()
     assert "whisper-large-v9" in out if problem == "missing" else "sha256" in out.lower(), out
     assert "Traceback" not in out, out
+
+
+def test_the_silero_onnx_vad_backend_finds_the_speech(service, speech_config, calls, events):
+    """vad.backend = "onnx": Silero v6's ONNX (models/silero-vad.toml) on onnxruntime, the same
+    code path as the GPU box's TensorRT engine of it."""
+    speech_config.add('[vad]\nbackend = "onnx"')
+    asrd = service("asrd")
+    assert "VAD onnx" in asrd.output()
+    w = attach(asrd, calls, "c1")["c1"]
+    start_ns = time.monotonic_ns()
+    play(w, np.concatenate([SILENCE[:8000], synthetic_speech(HOURS), SILENCE]), speed=4, start_ns=start_ns)
+    events.collect(lambda e: isinstance(e, AsrFinal), timeout=20)
+    (final,) = finals(events)
+    assert words(HOURS) - words(final.text) <= {"the"}, final.text
+    started = events.of(SpeechStarted)[0]
+    assert abs((started.at_ns - start_ns) / 1e9 - 0.5) < 0.25
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("tensorrt") is not None,
+                    reason="this box has TensorRT: tests/gpu covers the tensorrt VAD")
+def test_a_tensorrt_vad_without_tensorrt_stops_asrd_with_a_reason(service, speech_config):
+    speech_config.add('[vad]\nbackend = "tensorrt"')
+    asrd = service("asrd", wait_ready=False)
+    assert asrd.proc.wait(60) != 0
+    out = asrd.output()
+    assert "TensorRT is not installed" in out and "docs/gpu.md" in out and "Traceback" not in out, out

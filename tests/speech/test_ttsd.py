@@ -140,3 +140,23 @@ def test_a_missing_voice_falls_back_to_espeak_or_stops(service, speech_config, s
     again = service("ttsd", wait_ready=False)
     assert again.proc.wait(30) != 0
     assert "piper-nobody" in again.output() and "Traceback" not in again.output()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(_has("tensorrt"), reason="this box has TensorRT: tests/gpu covers the tensorrt voice")
+def test_a_tensorrt_voice_without_tensorrt_falls_back_to_espeak_or_stops(service, speech_config):
+    speech_config.add('[tts]\nbackend = "tensorrt"')
+    ttsd = service("ttsd")
+    assert ttsd.status().details["backend"] == "espeak"
+    assert "TensorRT is not installed" in ttsd.output() and "GPU box" in ttsd.output()
+    ttsd.stop()
+    speech_config.path.write_text(speech_config.path.read_text().replace(
+        'backend = "tensorrt"', 'backend = "tensorrt"\nfallback = false'))
+    again = service("ttsd", wait_ready=False)
+    assert again.proc.wait(30) != 0
+    assert "TensorRT is not installed" in again.output() and "Traceback" not in again.output()

@@ -39,7 +39,9 @@ class PiperTts(TtsBackend):
     name = "piper"
 
     def __init__(self, model_path: str | Path, config_path: str | Path | None = None, *,
-                 length_scale: float = 1.0, threads: int = 1, providers: list[str] | None = None):
+                 length_scale: float = 1.0, threads: int = 1, device: str = "cpu", runner=None):
+        """``runner``: what runs the voice's ONNX (inference/): onnxruntime on ``device`` by
+        default, or a TensorRT engine of it on a GPU box."""
         model_path = Path(model_path)
         config_path = Path(config_path) if config_path else model_path.with_name(model_path.name + ".json")
         for path in (model_path, config_path):
@@ -55,18 +57,13 @@ class PiperTts(TtsBackend):
             raise ModelError(f"Piper voice config {config_path} is not usable: {exc!r}") from None
         self.scales = np.array([inference.get("noise_scale", 0.667), length_scale * inference.get("length_scale", 1.0),
                                 inference.get("noise_w", 0.8)], dtype=np.float32)
-        try:
-            import onnxruntime as ort
+        if runner is None:
+            from ...inference.onnx_runner import OnnxRunner
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(model_path), options,
-                                                providers=providers or ["CPUExecutionProvider"])
-        except ImportError as exc:
-            raise ModelError(f"onnxruntime is not installed ({exc}): pip install onnxruntime") from None
-        except Exception as exc:  # onnxruntime raises its own types for a corrupt graph
-            raise ModelError(f"Piper voice {model_path} does not load: {exc}") from None
+            runner = OnnxRunner(model_path, device=device, threads=threads)
+        self.runner = runner
+        max_shape = runner.max_shape("input")
+        self.max_ids = max_shape[1] if max_shape else None  # a TensorRT profile's limit
         self.phonemizer = _phonemizer()
         self.model_path = model_path
 
@@ -84,9 +81,30 @@ class PiperTts(TtsBackend):
                 out.append(ids)
         return out
 
+    def split(self, ids: list[int]) -> list[list[int]]:
+        """A sentence longer than the engine takes, cut at word boundaries into pieces that fit
+        (each framed ^ ... $ like a sentence of its own)."""
+        if self.max_ids is None or len(ids) <= self.max_ids:
+            return [ids]
+        space = self.id_map.get(" ", [None])[0]
+        bos, eos = list(self.id_map[BOS]), list(self.id_map[EOS])
+        body, room = ids[len(bos):-len(eos)], self.max_ids - len(bos) - len(eos)
+        pieces = []
+        while body:
+            cut = len(body) if len(body) <= room else room
+            if cut < len(body) and space in body[:room]:
+                cut = room - body[:room][::-1].index(space)  # just after the last space that fits
+            pieces.append(bos + body[:cut] + eos)
+            body = body[cut:]
+        return pieces
+
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        for ids in self.phoneme_ids(text):
-            arr = np.array([ids], dtype=np.int64)
-            audio = self.session.run(None, {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
-                                            "scales": self.scales})[0].squeeze()
-            yield (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        for sentence in self.phoneme_ids(text):
+            for ids in self.split(sentence):
+                arr = np.array([ids], dtype=np.int64)
+                audio = self.runner.run({"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
+                                         "scales": self.scales})["output"].squeeze()
+                yield (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+    def close(self) -> None:
+        self.runner.close()

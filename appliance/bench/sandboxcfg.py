@@ -1,0 +1,37 @@
+"""The backend choices of the admin's config, carried into a bench's sandboxed services.
+
+A bench runs its own services in a temp dir (own sockets, rings, records), but must measure
+the backends the box is configured with: `bench latency --config gpu.toml` on a GPU box runs
+TensorRT/CUDA, not the CPU defaults. So the model-choosing sections are copied whole, with the
+bench's own settings laid over them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from ..config import Config
+
+SECTIONS = ("vad", "asr", "tts", "agent", "gpu")
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)  # strings and lists of strings: JSON's forms are valid TOML
+
+
+def backend_sections(config: Config, **overrides: dict) -> str:
+    """TOML for [vad] [asr] [tts] [agent] [gpu] as ``config`` has them; ``overrides`` maps a
+    section to keys the bench sets itself (e.g. ``asr={"model": "whisper-tiny-en"}``)."""
+    out = []
+    for section in SECTIONS:
+        values = getattr(config, section)
+        merged = {f.name: getattr(values, f.name) for f in fields(values)}
+        merged.update(overrides.get(section, {}))
+        out.append(f"[{section}]")
+        out += [f"{k} = {_toml(v)}" for k, v in merged.items()]
+    return "\n" + "\n".join(out) + "\n"

@@ -10,6 +10,7 @@ GGUF metadata), never a guessed format: a wrong one silently drops the system pr
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -40,18 +41,25 @@ class TurnStats:
 
 class LocalLlm:
     def __init__(self, model_path: str, *, n_ctx: int = 2048, threads: int | None = None, seed: int = 7,
-                 max_sessions: int = 32, kv_reuse: bool = True):
+                 max_sessions: int = 32, kv_reuse: bool = True, n_gpu_layers: int = 0):
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError as exc:
             raise ModelError(f"llama-cpp-python is not installed ({exc}): pip install llama-cpp-python") from None
+        if n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
+            _refuse_offload(llama_cpp, n_gpu_layers)
         if not os.path.isfile(model_path):
             raise ModelError(f"LLM file {model_path} is missing: run `appliancectl models verify`")
         try:
-            self.llama = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads or min(4, os.cpu_count() or 2),
-                               seed=seed, verbose=False)
+            self.llama = llama_cpp.Llama(model_path=model_path, n_ctx=n_ctx, seed=seed, verbose=False,
+                                         n_threads=threads or min(4, os.cpu_count() or 2), n_gpu_layers=n_gpu_layers)
         except Exception as exc:  # llama.cpp says "failed to load model" for a corrupt GGUF
             raise ModelError(f"LLM {model_path} does not load: {exc}") from None
+        self._llama_cpp = llama_cpp
+        self.name = self.llama.metadata.get("general.name", os.path.basename(model_path))
+        self.device, self.offloaded, self.layers = _placement(llama_cpp, self.llama, n_gpu_layers)
+        log.info("LLM %s (%s) on %s: %d of %d layers offloaded", os.path.basename(model_path), self.name,
+                 self.device, self.offloaded, self.layers)
         self.lock = threading.Lock()  # one generation at a time: the threads are all in use
         self.states: OrderedDict[str, object] = OrderedDict()  # call id -> saved KV state (LRU)
         self.max_sessions = max_sessions
@@ -73,16 +81,33 @@ class LocalLlm:
             self.llama.reset()
             self.current = session
             return False
-        self.llama.load_state(state)
+        self._load(state)
         self.states.move_to_end(session)
         self.current = session
         return True
 
     def _save(self, session: str) -> None:
-        self.states[session] = self.llama.save_state()
+        """llama.cpp's state (KV cache) and the evaluated tokens, not Llama.save_state(): that
+        also copies a logits array of n_batch x vocab floats (100 MB with SmolLM2's 49k vocab)
+        that sampling never reads, and the copy cost 0.3-0.5 s of each turn's first token."""
+        ctx = self.llama.ctx
+        size = self._llama_cpp.llama_state_get_size(ctx)
+        data = (ctypes.c_uint8 * size)()
+        used = self._llama_cpp.llama_state_get_data(ctx, data, size)
+        if used > size:
+            raise RuntimeError("llama.cpp state did not fit its own size")
+        self.states[session] = (data, used, self.llama.input_ids[: self.llama.n_tokens].copy())
         self.states.move_to_end(session)
         while len(self.states) > self.max_sessions:
             self.states.popitem(last=False)
+
+    def _load(self, state) -> None:
+        data, used, tokens = state
+        if self._llama_cpp.llama_state_set_data(self.llama.ctx, data, used) != used:
+            raise RuntimeError("llama.cpp refused a saved state")
+        self.llama.input_ids[: len(tokens)] = tokens
+        self.llama.n_tokens = len(tokens)
+        self.llama._requires_eval = True  # as Llama.load_state: logits are stale until a decode
 
     def forget(self, session: str) -> None:
         with self.lock:
@@ -119,6 +144,57 @@ class LocalLlm:
                 stats.total_ms = (time.perf_counter() - start) * 1000
                 stats.prompt_tokens = max(0, self.llama.n_tokens - stats.generated_tokens)
                 self.current = session
+
+
+def _ggml_devices(llama_cpp) -> tuple[list[str], list[str]]:
+    """(backends compiled in, GPUs they see) from ggml's registry, which llama-cpp-python does
+    not wrap: a CUDA build with no visible GPU offloads nothing, like a CPU build."""
+    lib, ptr, size = llama_cpp.llama_cpp._lib, ctypes.c_void_p, ctypes.c_size_t
+
+    def fn(name: str, res, *args):
+        f = getattr(lib, f"ggml_backend_{name}")
+        f.restype, f.argtypes = res, list(args)
+        return f
+
+    reg_get, reg_name = fn("reg_get", ptr, size), fn("reg_name", ctypes.c_char_p, ptr)
+    dev_get, dev_type = fn("dev_get", ptr, size), fn("dev_type", ctypes.c_int, ptr)
+    dev_name, dev_desc = fn("dev_name", ctypes.c_char_p, ptr), fn("dev_description", ctypes.c_char_p, ptr)
+    regs = [reg_name(reg_get(i)).decode() for i in range(fn("reg_count", size)())]
+    devs = [dev_get(i) for i in range(fn("dev_count", size)())]
+    gpus = [f"{dev_name(d).decode()} ({dev_desc(d).decode()})" for d in devs
+            if dev_type(d) in (1, 2)]  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU
+    return regs, gpus
+
+
+def _refuse_offload(llama_cpp, n_gpu_layers: int) -> None:
+    """llama.cpp ignores n_gpu_layers when it cannot offload: the box would silently answer
+    calls several times slower than planned, so the start fails with what to do instead."""
+    try:
+        backends = [b for b in _ggml_devices(llama_cpp)[0] if b not in ("CPU", "RPC")]
+    except AttributeError:  # a build without ggml's registry symbols: treat as CPU only
+        backends = []
+    if backends:
+        raise ModelError(f"agent.n_gpu_layers = {n_gpu_layers} but llama.cpp's {'/'.join(backends)} backend sees "
+                         "no GPU, so no layer can go to it: check the driver (nvidia-smi) and that the service may "
+                         "open /dev/nvidia*, or set agent.n_gpu_layers = 0")
+    raise ModelError(f"agent.n_gpu_layers = {n_gpu_layers} but this llama-cpp-python ({llama_cpp.__version__}) was "
+                     "built for CPU only, so no layer can go to the GPU: rebuild it with scripts/build-llama-cuda, "
+                     "or set agent.n_gpu_layers = 0")
+
+
+def _placement(llama_cpp, llama, n_gpu_layers: int) -> tuple[str, int, int]:
+    """(device, layers offloaded, layers offloadable) as llama.cpp counts them: the repeating
+    blocks plus the output layer, so -1 or anything past that number means all of them."""
+    arch = llama.metadata.get("general.architecture", "llama")
+    layers = int(llama.metadata.get(f"{arch}.block_count", 0)) + 1
+    offloaded = layers if n_gpu_layers < 0 else min(n_gpu_layers, layers)
+    if offloaded == 0:
+        return "CPU", 0, layers
+    try:
+        gpus = _ggml_devices(llama_cpp)[1]
+    except AttributeError:
+        gpus = []
+    return f"GPU {', '.join(gpus) or '(offload)'}", offloaded, layers
 
 
 def clauses(pieces: Iterator[str], min_words: int = 3) -> Iterator[str]:

@@ -151,7 +151,7 @@ class AgentService:
             path = Path(locate(self.config, cfg.llm_model))
             if path.is_dir():
                 path = next(path.glob("*.gguf"))
-            return LocalLlm(str(path), threads=cfg.llm_threads, kv_reuse=cfg.kv_reuse)
+            return LocalLlm(str(path), threads=cfg.llm_threads, kv_reuse=cfg.kv_reuse, n_gpu_layers=cfg.n_gpu_layers)
         except (ModelError, StopIteration) as exc:
             # The flows and knowledge still work without it; say so loudly, do not stop answering calls.
             log.error("LLM unavailable, free-form turns disabled: %s", exc)

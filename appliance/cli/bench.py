@@ -101,18 +101,48 @@ def bench_tts(ctx: click.Context, repeat: int, json_path: str) -> None:
 @click.option("--calls", default=3, show_default=True, help="concurrent calls taking turns round-robin")
 @click.option("--turns", default=6, show_default=True, help="caller turns per call")
 @click.option("--agent-file", default=None, help="agent definition [default: the example receptionist]")
+@click.option("--gguf", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="this GGUF instead of the manifest's model (e.g. the timing model of `bench make-gguf`)")
+@click.option("--n-gpu-layers", default=None, type=int, help="LLM layers on the GPU, -1 = all "
+                                                             "[default: agent.n_gpu_layers]")
 @click.option("--json", "json_path", default="bench-results/agent.json", show_default=True, help="JSON output file")
 @click.pass_context
-def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | None, json_path: str) -> None:
+def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | None, gguf: str | None,
+                n_gpu_layers: int | None, json_path: str) -> None:
     """LLM time to first token and to the first clause per turn, with and without KV reuse."""
     from ..bench import agent
+    from ..models.errors import ModelError
     from .main import _load
 
     config = _load(ctx)
-    click.echo(f"bench agent: {calls} calls x {turns} turns with {config.agent.llm_model} ...")
-    result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file)
+    model = config.agent.llm_model
+    if gguf:
+        from ..bench.timing_gguf import label
+
+        model = f"{gguf} ({label(gguf)})"
+    click.echo(f"bench agent: {calls} calls x {turns} turns with {model} ...")
+    try:
+        result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf,
+                           n_gpu_layers=n_gpu_layers)
+    except ModelError as exc:  # e.g. --n-gpu-layers on a CPU build: the one line that says what to do
+        raise click.ClickException(str(exc)) from None
     click.echo(agent.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("make-gguf")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--shape", type=click.Choice(["smollm2-1.7b", "tiny"]), default="smollm2-1.7b", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="random seed for the weights")
+def bench_make_gguf(out: str, shape: str, seed: int) -> None:
+    """Write a GGUF with RANDOM weights in a real model's shape, to time `bench agent --gguf` (no real
+    weights of a GPU-sized model ship here; speed depends on the shape, not on the values)."""
+    from ..bench import timing_gguf
+
+    info = timing_gguf.write(out, shape, seed=seed)
+    click.echo(f'wrote {info["path"]}: "{info["name"]}", {info["params"] / 1e6:,.0f} M parameters, '
+               f'{info["bytes"] / 2**20:.0f} MiB')
+    click.echo("its answers are noise: for timing only, never for calls")
 
 
 @bench.command("latency")

@@ -97,6 +97,30 @@ def bench_tts(ctx: click.Context, repeat: int, json_path: str) -> None:
     click.echo(f"wrote {write_json(result, json_path)}")
 
 
+@bench.command("vad")
+@click.option("--calls", default=4, show_default=True, help="calls whose frames are interleaved, as asrd feeds them")
+@click.option("--seconds", default=20.0, show_default=True, help="seconds of audio per call")
+@click.option("--dir", "directory", default=None, type=click.Path(exists=True, file_okay=False),
+              help="WAV files to use [default: Piper-made sentences with pauses]")
+@click.option("--json", "json_path", default="bench-results/vad.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_vad(ctx: click.Context, calls: int, seconds: float, directory: str | None, json_path: str) -> None:
+    """Voice activity detection cost per 20 ms frame with the configured vad.backend (webrtc,
+    silero, Silero's ONNX on onnxruntime, or its TensorRT engine)."""
+    from ..bench import vad
+    from ..models.errors import ModelError
+    from .main import _load
+
+    config = _load(ctx)
+    click.echo(f"bench vad: {config.vad.backend}, {calls} calls x {seconds:g} s of frames ...")
+    try:
+        result = vad.run(config, calls=calls, seconds=seconds, directory=Path(directory) if directory else None)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(vad.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+
+
 @bench.command("agent")
 @click.option("--calls", default=3, show_default=True, help="concurrent calls taking turns round-robin")
 @click.option("--turns", default=6, show_default=True, help="caller turns per call")
@@ -162,7 +186,7 @@ def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target
     results = []
     for n in counts:
         click.echo(f"bench latency: {n} call(s) x {turns} turns through the whole appliance ...")
-        result = latency.run(config.paths.models_dir, calls=n, turns=turns)
+        result = latency.run(config, calls=n, turns=turns)
         click.echo(latency.render(result))
         results.append(result)
     if len(results) == 1:

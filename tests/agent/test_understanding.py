@@ -9,7 +9,6 @@ no mocks. The embeddings were checked once against the reference implementation
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import numpy as np
 import pytest
@@ -132,16 +131,6 @@ def test_known_similarity_values(embedder):
     a, b, c = embedder.embed(["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."])
     assert cos(a, b) == pytest.approx(REFERENCE_AB, abs=2e-3)
     assert cos(a, c) == pytest.approx(REFERENCE_AC, abs=2e-3)
-
-
-def test_single_query_is_fast(embedder):
-    embedder.embed(["warm up"])
-    timings = []
-    for i in range(20):
-        start = time.perf_counter()
-        embedder._batch([f"hi i'd like to book a cleaning for next tuesday {i}"])
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[len(timings) // 2] < 0.05  # ~5 ms here; generous for a loaded CI box
 
 
 def test_missing_model_files_raise_model_error(tmp_path):
@@ -374,13 +363,3 @@ def test_understand_a_backchannel_skips_the_model(understander):
     result = understander.understand("mhm", TODAY)
     assert result.backchannel and result.intent is None and result.knowledge_id is None
     assert result.yes_no == "yes"
-
-
-def test_understand_latency(understander):
-    understander.understand("warm up", TODAY)
-    timings = []
-    for i in range(20):
-        start = time.perf_counter()
-        understander.understand(f"could i move my cleaning to next tuesday at three thirty {i}", TODAY)
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[len(timings) // 2] < 0.06  # ~6 ms here

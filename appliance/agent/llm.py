@@ -81,7 +81,14 @@ class LocalLlm:
             self.llama.reset()
             self.current = session
             return False
-        self._load(state)
+        try:
+            self._load(state)
+        except RuntimeError as exc:  # the KV cache may be half overwritten: start this call afresh
+            log.warning("saved LLM state of %s not restored (%s); evaluating its prompt in full", session, exc)
+            self.states.pop(session, None)
+            self.llama.reset()
+            self.current = session
+            return False
         self.states.move_to_end(session)
         self.current = session
         return True

@@ -84,7 +84,7 @@ def run(config: Config, *, calls: int = 3, turns: int = 6, agent_file: str | Non
         result["kv_reuse" if kv else "no_kv_reuse"] = {
             "first_token_ms": summarize(first_token), "first_clause_ms": summarize(first_clause),
             "prompt_tokens": summarize(prompt_tokens), "decode_tokens_per_s": summarize(decode_tps)}
-        del llm
+        del responder, llm  # both hold the model: freed before the second is loaded (GPU memory)
     embedder = Embedder()
     understander = Understander(embedder, {i.name: list(i.examples) for i in agent.intents},
                                 [(k.id, list(k.questions), k.answer) for k in agent.knowledge], intent_threshold=0.4)

@@ -16,12 +16,28 @@ from ..config import Config
 SECTIONS = ("vad", "asr", "tts", "agent", "gpu")
 
 
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, except that TOML wants \\UXXXXXXXX for
+    characters past U+FFFF (not surrogate pairs) and escapes DEL."""
+    out = []
+    for ch in text:
+        if ch in '"\\' or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(json.dumps(ch)[1:-1] if ch != "\x7f" else "\\u007f")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(value)  # strings and lists of strings: JSON's forms are valid TOML
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r} here")
 
 
 def backend_sections(config: Config, **overrides: dict) -> str:

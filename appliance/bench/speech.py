@@ -91,11 +91,7 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
     try:
         for n, clip in enumerate(clips * repeat):
             call = f"bench{n}"
-            writer = source.start_call(call)
-            deadline = time.monotonic() + 10
-            while asrd.status().details["calls"] < 1 and time.monotonic() < deadline:
-                source.publish_started(call)
-                time.sleep(0.1)
+            writer = source.attach(asrd, call)[call]
             pcm = read_wav_16k(clip)
             if g711:
                 pcm = phone_line(pcm)

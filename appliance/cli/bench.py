@@ -143,7 +143,10 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
     if gguf:
         from ..bench.timing_gguf import label
 
-        model = f"{gguf} ({label(gguf)})"
+        try:
+            model = f"{gguf} ({label(gguf)})"
+        except ModelError:  # no gguf package: the LLM prints its own name once loaded
+            model = gguf
     click.echo(f"bench agent: {calls} calls x {turns} turns with {model} ...")
     try:
         result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf,
@@ -162,8 +165,12 @@ def bench_make_gguf(out: str, shape: str, seed: int) -> None:
     """Write a GGUF with RANDOM weights in a real model's shape, to time `bench agent --gguf` (no real
     weights of a GPU-sized model ship here; speed depends on the shape, not on the values)."""
     from ..bench import timing_gguf
+    from ..models.errors import ModelError
 
-    info = timing_gguf.write(out, shape, seed=seed)
+    try:
+        info = timing_gguf.write(out, shape, seed=seed)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f'wrote {info["path"]}: "{info["name"]}", {info["params"] / 1e6:,.0f} M parameters, '
                f'{info["bytes"] / 2**20:.0f} MiB')
     click.echo("its answers are noise: for timing only, never for calls")

@@ -125,7 +125,7 @@ def models_engines(ctx: click.Context, as_json: bool) -> None:
     config = _config(ctx)
     try:
         target = engines.current_target(config)
-        states = [engines.inspect(config, m, target) for m in engines.with_engines(config)]
+        states = [engines.inspect(config, m, target) for m in engines.with_engines(config, every=True)]
     except ModelError as exc:
         click.echo(f"appliancectl models engines: {exc}", err=True)
         sys.exit(2)
@@ -142,11 +142,13 @@ def models_engines(ctx: click.Context, as_json: bool) -> None:
 
 @models.command("build-engines")
 @click.argument("names", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="every model whose manifest has an [engine] table")
 @click.option("--force", is_flag=True, help="rebuild even engines that are up to date")
 @click.pass_context
-def models_build_engines(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
-    """GPU box: build the TensorRT engine of NAMES (default: every model whose manifest has an
-    [engine] table) from its verified ONNX, FP16, with the manifest's optimisation profile.
+def models_build_engines(ctx: click.Context, names: tuple[str, ...], every: bool, force: bool) -> None:
+    """GPU box: build the TensorRT engine of NAMES (default: the models the config runs with
+    backend = "tensorrt"; --all: every model with an [engine] table) from its verified ONNX,
+    FP16, with the manifest's optimisation profile.
     Up-to-date engines are kept; missing, stale or corrupt ones are (re)built. Takes minutes
     per model; run it after installing or upgrading TensorRT, the driver's GPU, or a model."""
     from ..inference import engines
@@ -155,16 +157,18 @@ def models_build_engines(ctx: click.Context, names: tuple[str, ...], force: bool
     config = _config(ctx)
     try:
         target = engines.current_target(config)
-        todo = engines.with_engines(config, list(names) or None)
+        todo = engines.with_engines(config, list(names) or None, every=every)
     except ModelError as exc:
         click.echo(f"appliancectl models build-engines: {exc}", err=True)
         sys.exit(2)
     click.echo(f"this box: {target}; engines in {engines.engines_dir(config)}")
+    if not todo:
+        click.echo("nothing to build: no model runs with backend = \"tensorrt\" in this config (name models, or --all)")
     failed = 0
     for m in todo:
         try:
             state = engines.build(config, m, target, force=force)
-        except (ModelError, OSError) as exc:
+        except Exception as exc:  # one model's failure must not stop the others
             click.echo(f"{m.name}: failed: {exc}", err=True)
             failed += 1
             continue

@@ -65,9 +65,15 @@ class EngineInfo:
     def read(cls, path: Path) -> "EngineInfo":
         try:
             data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+            info = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (OSError, ValueError, TypeError) as exc:
             raise ModelError(f"engine description {path} is unreadable ({exc}): run `{BUILD_HINT}`") from None
+        wrong = [k for k in ("model", "onnx", "onnx_sha256", "tensorrt", "gpu", "compute_capability", "engine_sha256")
+                 if not isinstance(getattr(info, k), str)] + ([] if isinstance(info.spec, dict) else ["spec"])
+        if wrong:
+            raise ModelError(f"engine description {path} is unreadable ({', '.join(wrong)} of the wrong type): "
+                             f"run `{BUILD_HINT}`")
+        return info
 
 
 @dataclass
@@ -153,15 +159,22 @@ def inspect(config: Config, m: Manifest, target: Target, *, hash_engine: bool = 
     return EngineState(m.name, "ok", path, [], info)
 
 
-def with_engines(config: Config, names: list[str] | None = None) -> list[Manifest]:
-    """The models that have an [engine] table (all, or the named ones: each must have one)."""
-    if names:
-        found = [get_manifest(config, n) for n in names]
-        for m in found:
-            if m.engine is None:
-                raise ModelError(f"model {m.name} has no [engine] table in its manifest: nothing to build")
-        return found
-    return [m for m in load_manifests(config).values() if m.engine is not None]
+def configured(config: Config) -> list[str]:
+    """The models this config runs on TensorRT."""
+    return ([config.vad.model] if config.vad.backend == "tensorrt" else []) + \
+        ([config.tts.voice] if config.tts.backend == "tensorrt" else [])
+
+
+def with_engines(config: Config, names: list[str] | None = None, *, every: bool = False) -> list[Manifest]:
+    """The named models (each must have an [engine] table); without names, those the config
+    runs on TensorRT, or with ``every`` all models that have an [engine] table."""
+    if every:
+        return [m for m in load_manifests(config).values() if m.engine is not None]
+    found = [get_manifest(config, n) for n in (names or configured(config))]
+    for m in found:
+        if m.engine is None:
+            raise ModelError(f"model {m.name} has no [engine] table in its manifest: it has no TensorRT engine")
+    return found
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -212,7 +225,14 @@ def load_runner(config: Config, name: str):
     m = get_manifest(config, name)
     if m.engine is None:
         raise ModelError(f"model {name} has no [engine] table in its manifest: it cannot run on TensorRT")
-    state = inspect(config, m, current_target(config))
+    state = inspect(config, m, current_target(config), hash_engine=False)
     if state.state != "ok":
         raise ModelError(f"TensorRT engine for {name} is {state.state}: {'; '.join(state.reasons)}")
-    return TrtRunner(state.engine, device=config.gpu.device)
+    try:
+        data = state.engine.read_bytes()  # hashed and deserialized from the same bytes
+    except OSError as exc:
+        raise ModelError(f"TensorRT engine {state.engine} cannot be read: {exc.strerror or exc}") from None
+    if hashlib.sha256(data).hexdigest() != state.info.engine_sha256:
+        raise ModelError(f"TensorRT engine for {name} is corrupt: the engine file's sha256 differs from its "
+                         f"description: run `{BUILD_HINT} --force {name}`")
+    return TrtRunner(state.engine, device=config.gpu.device, data=data)

@@ -80,46 +80,66 @@ def _allocator_class(trt, cuda):
 class TrtRunner:
     kind = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, *, device: int = 0):
+    def __init__(self, engine_path: str | Path, *, device: int = 0, data: bytes | None = None):
+        """``data``: the engine's bytes when the caller already read (and checked) them."""
         self.trt = trt = optional.tensorrt()
         self.cuda = cuda = optional.cuda_driver()
         self.path = Path(engine_path)
+        if data is None:
+            try:
+                data = self.path.read_bytes()
+            except OSError as exc:
+                raise ModelError(f"TensorRT engine {self.path} cannot be read: {exc.strerror or exc}") from None
+        # The device's primary context: the one CUDA's runtime API (CTranslate2, onnxruntime)
+        # uses too, so a process holds one context per GPU, not one per model.
         try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"TensorRT engine {self.path} cannot be read: {exc.strerror or exc}") from None
-        self.ctx = cuda.Device(device).make_context()
+            self.ctx = cuda.Device(device).retain_primary_context()
+            self.ctx.push()
+        except Exception as exc:  # pycuda.driver.Error: no memory, exclusive-process mode, ...
+            raise ModelError(f"no CUDA context on device {device} for {self.path.name}: {exc}") from None
         try:
-            self.logger = trt.Logger(trt.Logger.WARNING)
-            self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(data)
-            if self.engine is None:
-                raise ModelError(f"TensorRT engine {self.path} does not load (corrupt, or built by another "
-                                 f"TensorRT version or for another GPU; TensorRT's log above says which): "
-                                 f"run `appliancectl models build-engines`")
-            self.context = self.engine.create_execution_context()
-            self.stream = cuda.Stream()
-            self.tensors: dict[str, _Tensor] = {}
-            for i in range(self.engine.num_io_tensors):
-                name = self.engine.get_tensor_name(i)
-                is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-                profile = None
-                if is_input:
-                    shape = tuple(self.engine.get_tensor_shape(name))
-                    if any(d < 0 for d in shape):
-                        lo, opt, hi = self.engine.get_tensor_profile_shape(name, 0)
-                        profile = (tuple(lo), tuple(opt), tuple(hi))
-                    else:
-                        profile = (shape, shape, shape)
-                self.tensors[name] = _Tensor(name, is_input, dtype, profile)
-            self.buffers = {n: _Buffer(cuda, t.dtype) for n, t in self.tensors.items()}
-            self.allocator = _allocator_class(trt, cuda)(
-                {n: t.dtype for n, t in self.tensors.items() if not t.is_input})
-            self.dynamic_outputs: set[str] = set()
-        finally:
+            self._load(trt, cuda, data)
+        except Exception as exc:
             self.ctx.pop()
+            self.ctx.detach()
+            self.ctx = None
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"TensorRT engine {self.path.name} does not load: {exc}") from None
+        self.ctx.pop()
         self.lock = threading.Lock()
         self.outputs = [n for n, t in self.tensors.items() if not t.is_input]
+
+    def _load(self, trt, cuda, data: bytes) -> None:
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise ModelError(f"TensorRT engine {self.path} does not load (corrupt, or built by another "
+                             f"TensorRT version or for another GPU; TensorRT's log above says which): "
+                             f"run `appliancectl models build-engines`")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise ModelError(f"TensorRT could not make an execution context for {self.path.name} "
+                             f"(GPU memory full?)")
+        self.stream = cuda.Stream()
+        self.tensors: dict[str, _Tensor] = {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            profile = None
+            if is_input:
+                shape = tuple(self.engine.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    lo, opt, hi = self.engine.get_tensor_profile_shape(name, 0)
+                    profile = (tuple(lo), tuple(opt), tuple(hi))
+                else:
+                    profile = (shape, shape, shape)
+            self.tensors[name] = _Tensor(name, is_input, dtype, profile)
+        self.buffers = {n: _Buffer(cuda, t.dtype) for n, t in self.tensors.items()}
+        self.allocator = _allocator_class(trt, cuda)(
+            {n: t.dtype for n, t in self.tensors.items() if not t.is_input})
+        self.dynamic_outputs: set[str] = set()
 
     def max_shape(self, name: str) -> tuple[int, ...] | None:
         """The largest shape input ``name`` takes (the profile's max): callers split longer input."""
@@ -164,7 +184,7 @@ class TrtRunner:
         static: dict[str, tuple[int, ...]] = {}
         for name in self.outputs:
             shape = tuple(context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):  # known only once the network has run
+            if name in self.dynamic_outputs or any(d < 0 for d in shape):  # known only once it has run
                 if name not in self.dynamic_outputs:
                     context.set_output_allocator(name, self.allocator)
                     self.dynamic_outputs.add(name)
@@ -204,9 +224,10 @@ class TrtRunner:
         try:
             for buf in list(self.buffers.values()) + list(self.allocator.buffers.values()):
                 buf.free()
-            self.context = None
+            self.context = None  # TensorRT objects die while their context is current
             self.engine = None
+            self.stream = None
         finally:
             self.ctx.pop()
-            self.ctx.detach()
+            self.ctx.detach()  # releases this runner's hold on the primary context
             self.ctx = None

@@ -33,11 +33,25 @@ def make_asr(config: Config) -> AsrBackend:
                       beam_size=cfg.beam_size, context_s=cfg.context_s)
 
 
-def make_vad_factory(config: Config):
-    """A function making one call's VAD. For the onnx/tensorrt backends the Silero model is
-    loaded here, once per process, and shared by every call (each keeps its own state)."""
-    from .vad import make_vad
+class VadFactory:
+    """Makes one call's VAD; for the onnx/tensorrt backends it holds the Silero model every
+    call shares (each call keeps its own state), loaded once per process."""
 
+    def __init__(self, cfg, runner=None):
+        self.cfg, self.runner = cfg, runner
+
+    def __call__(self):
+        from .vad import make_vad
+
+        return make_vad(self.cfg, self.runner)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+
+def make_vad_factory(config: Config) -> VadFactory:
     cfg = config.vad
     runner = None
     if cfg.backend == "onnx":
@@ -48,7 +62,7 @@ def make_vad_factory(config: Config):
         from ..inference.engines import load_runner
 
         runner = load_runner(config, cfg.model)
-    return lambda: make_vad(cfg, runner)
+    return VadFactory(cfg, runner)
 
 
 def _voice_file(path: Path) -> Path:

@@ -125,6 +125,8 @@ class Recognition:
         self.streams.shutdown(wait=False, cancel_futures=True)
         if self.backend is not None:
             self.backend.close()
+        if self._vad_factory is not None:
+            self._vad_factory.close()
 
     def status(self) -> dict:
         return {"backend": self.backend.name if self.backend else "", "vad": self.config.vad.backend,

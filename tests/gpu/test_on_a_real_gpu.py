@@ -60,6 +60,20 @@ def test_real_engines_build_and_match_onnxruntime_within_fp16(box):
         assert abs(a.prob - b.prob) < 0.05  # FP16 engine against FP32 onnxruntime
     runner.close()
 
+    # Piper: int64 inputs, audio whose length TensorRT learns only while running (output allocator).
+    from appliance.speech.tts.piper import PiperTts
+
+    voice, _ = engines.onnx_source(box, engines.get_manifest(box, "piper-joe-us"))
+    runner = engines.load_runner(box, "piper-joe-us")
+    on_gpu, on_cpu = PiperTts(voice, runner=runner), PiperTts(voice)
+    for tts in (on_gpu, on_cpu):
+        tts.scales[0] = tts.scales[2] = 0.0
+    text = "Your appointment is booked for Tuesday at nine thirty."
+    a = np.concatenate(list(on_gpu.synthesize(text)))
+    b = np.concatenate(list(on_cpu.synthesize(text)))
+    assert abs(len(a) - len(b)) <= 0.1 * len(b) and np.abs(a).max() > 3000
+    runner.close()
+
 
 @needs_gpu
 @pytest.mark.skipif(not _ort_cuda(), reason="this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")

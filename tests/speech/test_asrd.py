@@ -19,15 +19,7 @@ SILENCE = np.zeros(16000, np.int16)
 
 
 def attach(asrd, calls, *call_ids):
-    """Announce calls until asrd has attached them (a fresh SUB may miss the first event)."""
-    writers = {cid: calls.start_call(cid) for cid in call_ids}
-    deadline = time.monotonic() + 10
-    while asrd.status().details["calls"] < len(call_ids):
-        assert time.monotonic() < deadline, "asrd never attached the calls"
-        for cid in call_ids:
-            calls.publish_started(cid)
-        time.sleep(0.2)
-    return writers
+    return calls.attach(asrd, *call_ids)
 
 
 def trim(pcm: np.ndarray) -> np.ndarray:

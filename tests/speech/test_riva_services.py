@@ -25,12 +25,7 @@ def riva():
 def test_asrd_streams_to_riva_and_publishes_partials_then_a_final(service, speech_config, calls, events, riva, sandbox):
     speech_config.add(f'[asr]\nbackend = "riva"\nriva_server = "{riva.address}"\nboost_words = ["Riverside", "Acme"]')
     asrd = service("asrd")
-    writer = calls.start_call("r1")
-    deadline = time.monotonic() + 10
-    while asrd.status().details["calls"] < 1:
-        assert time.monotonic() < deadline
-        calls.publish_started("r1")
-        time.sleep(0.2)
+    writer = calls.attach(asrd, "r1")["r1"]
     speech = synthetic_speech("Please book me in for Tuesday morning at the Riverside branch.")
     play(writer, np.concatenate([np.zeros(8000, np.int16), speech, np.zeros(16000, np.int16)]), speed=2)
     events.collect(lambda e: isinstance(e, AsrFinal), timeout=15)

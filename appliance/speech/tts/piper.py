@@ -84,20 +84,25 @@ class PiperTts(TtsBackend):
         return out
 
     def split(self, ids: list[int]) -> list[list[int]]:
-        """A sentence longer than the engine takes, cut at word boundaries into pieces that fit
-        (each framed ^ ... $ like a sentence of its own)."""
+        """A sentence longer than the engine takes, cut after a word (its space and the PAD that
+        follows) into pieces that fit, each framed ^ _ ... _ $ like a sentence of its own; a
+        piece left with no phoneme is dropped."""
         if self.max_ids is None or len(ids) <= self.max_ids:
             return [ids]
-        space = self.id_map.get(" ", [None])[0]
+        pad, space = self.id_map[PAD][0], self.id_map.get(" ", [None])[0]
         bos, eos = list(self.id_map[BOS]), list(self.id_map[EOS])
         body, room = ids[len(bos):-len(eos)], self.max_ids - len(bos) - len(eos)
         pieces = []
         while body:
-            cut = len(body) if len(body) <= room else room
-            if cut < len(body) and space in body[:room]:
-                cut = room - body[:room][::-1].index(space)  # just after the last space that fits
-            pieces.append(bos + body[:cut] + eos)
-            body = body[cut:]
+            cut = len(body)
+            if cut > room:
+                spaces = [i for i, x in enumerate(body[:room - 1]) if x == space]
+                cut = spaces[-1] + 2 if spaces else room
+            piece, body = body[:cut], body[cut:]
+            if body and body[0] != pad:
+                body = [pad] + body
+            if any(x not in (pad, space) for x in piece):
+                pieces.append(bos + piece + eos)
         return pieces
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:

@@ -55,7 +55,12 @@ def test_version_names_the_package_python_and_the_backends_installed():
     assert backends[("asr", "whisper")]["available"] and backends[("tts", "piper")]["available"]
     assert backends[("gpu", "tensorrt")]["available"] == bool(
         importlib.util.find_spec("tensorrt") and importlib.util.find_spec("pycuda"))
-    assert set(info["gpu"]) == {"devices", "cuda_devices", "onnxruntime_providers"}
+    assert backends[("vad", "onnx")]["available"]  # onnxruntime is in the CPU stack
+    assert backends[("tts", "tensorrt")]["available"] == backends[("gpu", "tensorrt")]["available"]
+    assert set(info["gpu"]) == {"devices", "cuda_devices", "onnxruntime_providers", "llama_gpu_offload"}
+    import llama_cpp
+
+    assert info["gpu"]["llama_gpu_offload"] == bool(llama_cpp.llama_supports_gpu_offload())
 
 
 # ---------------------------------------------------------------------------- --json and exit codes

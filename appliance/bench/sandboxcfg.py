@@ -17,8 +17,9 @@ SECTIONS = ("vad", "asr", "tts", "agent", "gpu")
 
 
 def _string(text: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, except that TOML wants \\UXXXXXXXX for
-    characters past U+FFFF (not surrogate pairs) and escapes DEL."""
+    """A TOML basic string. Not json.dumps: it writes characters past U+FFFF as surrogate pairs,
+    which TOML refuses; here only quote, backslash, control characters and DEL are escaped and
+    the rest stays as UTF-8."""
     out = []
     for ch in text:
         if ch in '"\\' or ord(ch) < 0x20 or ord(ch) == 0x7F:
@@ -51,3 +52,15 @@ def backend_sections(config: Config, **overrides: dict) -> str:
         out.append(f"[{section}]")
         out += [f"{k} = {_toml(v)}" for k, v in merged.items()]
     return "\n" + "\n".join(out) + "\n"
+
+
+def configured_sandbox(config: Config, **overrides: dict) -> dict:
+    """A bench sandbox (sipdrive.make_sandbox) reading ``config``'s models with its backend
+    choices, ``overrides`` laid over them."""
+    from .sipdrive import make_sandbox
+
+    sandbox = make_sandbox()
+    text = sandbox["config"].read_text().replace(f'models_dir = "{sandbox["root"]}/models"',
+                                                 f'models_dir = "{config.paths.models_dir}"')
+    sandbox["config"].write_text(text + backend_sections(config, **overrides))
+    return sandbox

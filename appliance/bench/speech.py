@@ -21,8 +21,8 @@ import numpy as np
 
 from ..bus.messages import AsrFinal, Say, SpeechStopped, TtsFinished, TtsStarted
 from ..config import Config
-from .sandboxcfg import backend_sections
-from .sipdrive import EventLog, Service, make_sandbox
+from .sandboxcfg import configured_sandbox
+from .sipdrive import EventLog, Service
 from .speechdrive import CallSource, play
 from .stats import summarize, table
 
@@ -65,15 +65,6 @@ def phone_line(pcm: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.int16)
 
 
-def _sandbox(config: Config, **overrides: dict) -> dict:
-    """A sandbox using the config's models and backend choices, ``overrides`` laid over them."""
-    sandbox = make_sandbox()
-    text = sandbox["config"].read_text().replace(f'models_dir = "{sandbox["root"]}/models"',
-                                                 f'models_dir = "{config.paths.models_dir}"')
-    sandbox["config"].write_text(text + backend_sections(config, **overrides))
-    return sandbox
-
-
 def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms: int, speed: float = 1.0,
             repeat: int = 1) -> dict:
     import jiwer
@@ -83,7 +74,7 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
     clips = sorted(p for p in directory.glob("*.wav") if p.with_suffix(".txt").exists())
     if not clips:
         raise RuntimeError(f"no WAV files with a .txt transcript beside them in {directory}")
-    sandbox = _sandbox(config, asr={"model": model, "early_decode_ms": early_ms})
+    sandbox = configured_sandbox(config, asr={"model": model, "early_decode_ms": early_ms})
     asrd = Service(sandbox, "asrd").start()
     source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
     events = EventLog(str(sandbox["run_dir"]), services=("asrd",))
@@ -163,7 +154,7 @@ def run_tts(config: Config, *, repeat: int = 3) -> dict:
         took = time.perf_counter() - t0
         rtf.append(took / max(sum(len(c) for c in chunks) / backend.sample_rate, 1e-3))
     # Time to first audio through the real ttsd process (tts.say → first frame in the ring).
-    sandbox = _sandbox(config)
+    sandbox = configured_sandbox(config)
     ttsd = Service(sandbox, "ttsd").start()
     source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
     events = EventLog(str(sandbox["run_dir"]), services=("ttsd",))

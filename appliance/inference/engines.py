@@ -85,6 +85,7 @@ class EngineState:
     engine: Path
     reasons: list[str] = field(default_factory=list)
     info: EngineInfo | None = None
+    data: bytes | None = None  # the engine's bytes, when inspect was asked to keep what it hashed
 
     def line(self) -> str:
         detail = "; ".join(self.reasons)
@@ -141,7 +142,9 @@ def current_target(config: Config) -> Target:
     return Target(str(trt.__version__), gpu, cc)
 
 
-def inspect(config: Config, m: Manifest, target: Target, *, hash_engine: bool = True) -> EngineState:
+def inspect(config: Config, m: Manifest, target: Target, *, keep_bytes: bool = False) -> EngineState:
+    """The engine's state; ``keep_bytes``: read it whole and keep the bytes that were hashed,
+    for a loader to deserialize exactly those (else it is hashed as a stream)."""
     path = engine_path(config, m)
     if not path.is_file() or not info_path(path).is_file():
         return EngineState(m.name, "missing", path, [f"not built: run `{BUILD_HINT} {m.name}`"])
@@ -153,10 +156,15 @@ def inspect(config: Config, m: Manifest, target: Target, *, hash_engine: bool = 
     reasons = stale_reasons(info, m, onnx_sha, target)
     if reasons:
         return EngineState(m.name, "stale", path, reasons + [f"run `{BUILD_HINT} {m.name}`"], info)
-    if hash_engine and sha256_file(path) != info.engine_sha256:
+    try:
+        data = path.read_bytes() if keep_bytes else None
+        sha = hashlib.sha256(data).hexdigest() if keep_bytes else sha256_file(path)
+    except OSError as exc:
+        return EngineState(m.name, "corrupt", path, [f"cannot be read: {exc.strerror or exc}"], info)
+    if sha != info.engine_sha256:
         return EngineState(m.name, "corrupt", path, [f"the engine file's sha256 differs from its description: "
                                                      f"run `{BUILD_HINT} --force {m.name}`"], info)
-    return EngineState(m.name, "ok", path, [], info)
+    return EngineState(m.name, "ok", path, [], info, data)
 
 
 def configured(config: Config) -> list[str]:
@@ -225,14 +233,7 @@ def load_runner(config: Config, name: str):
     m = get_manifest(config, name)
     if m.engine is None:
         raise ModelError(f"model {name} has no [engine] table in its manifest: it cannot run on TensorRT")
-    state = inspect(config, m, current_target(config), hash_engine=False)
+    state = inspect(config, m, current_target(config), keep_bytes=True)  # hashed and loaded: the same bytes
     if state.state != "ok":
         raise ModelError(f"TensorRT engine for {name} is {state.state}: {'; '.join(state.reasons)}")
-    try:
-        data = state.engine.read_bytes()  # hashed and deserialized from the same bytes
-    except OSError as exc:
-        raise ModelError(f"TensorRT engine {state.engine} cannot be read: {exc.strerror or exc}") from None
-    if hashlib.sha256(data).hexdigest() != state.info.engine_sha256:
-        raise ModelError(f"TensorRT engine for {name} is corrupt: the engine file's sha256 differs from its "
-                         f"description: run `{BUILD_HINT} --force {name}`")
-    return TrtRunner(state.engine, device=config.gpu.device, data=data)
+    return TrtRunner(state.engine, device=config.gpu.device, data=state.data)

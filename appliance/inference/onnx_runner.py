@@ -15,8 +15,6 @@ class OnnxRunner:
     """``run({name: array}) -> {name: array}``. ``device = "cuda"`` is refused when this
     onnxruntime has no CUDA provider, instead of quietly running on the CPU."""
 
-    kind = "onnxruntime"
-
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int = 1):
         try:
             import onnxruntime as ort
@@ -38,6 +36,7 @@ class OnnxRunner:
             raise ModelError(f"{path} does not load in onnxruntime: {exc}") from None
         self.path = Path(path)
         self.device = device
+        self.label = device  # what a backend's name shows: cpu | cuda
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def max_shape(self, name: str) -> tuple[int, ...] | None:

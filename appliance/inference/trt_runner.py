@@ -78,7 +78,7 @@ def _allocator_class(trt, cuda):
 
 
 class TrtRunner:
-    kind = "tensorrt"
+    label = "tensorrt"  # what a backend's name shows
 
     def __init__(self, engine_path: str | Path, *, device: int = 0, data: bytes | None = None):
         """``data``: the engine's bytes when the caller already read (and checked) them."""
@@ -170,7 +170,7 @@ class TrtRunner:
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cuda, context, stream = self.cuda, self.context, self.stream
         for name, value in feeds.items():
-            t = self.tensors[name] if name in self.tensors else None
+            t = self.tensors.get(name)
             value = np.ascontiguousarray(value, dtype=t.dtype if t else None)
             self._check(name, value.shape)
             if not context.set_input_shape(name, value.shape):
@@ -196,26 +196,23 @@ class TrtRunner:
         self.allocator.shapes.clear()  # a shape from an earlier run must not stand in for this one
         if not context.execute_async_v3(stream.handle):
             raise RuntimeError(f"TensorRT could not run {self.path.name} (its log says why)")
-        results: dict[str, np.ndarray] = {}
-        for name, shape in static.items():
-            buf = self.buffers[name]
-            cuda.memcpy_dtoh_async(buf.host[: int(np.prod(shape))], buf.device, stream)
-        stream.synchronize()
-        for name, shape in static.items():
-            results[name] = self.buffers[name].host[: int(np.prod(shape))].reshape(shape).copy()
+        # Waits for the run too, so the data-dependent outputs' shapes are known after it.
+        results = self._fetch({name: (self.buffers[name], shape) for name, shape in static.items()})
         dynamic = [n for n in self.outputs if n not in static]
         for name in dynamic:
-            shape = self.allocator.shapes.get(name)
-            if shape is None:
+            if name not in self.allocator.shapes:
                 raise RuntimeError(f"TensorRT did not report the shape of output {name!r}")
-            buf = self.allocator.buffers[name]
-            cuda.memcpy_dtoh_async(buf.host[: int(np.prod(shape))], buf.device, stream)
         if dynamic:
-            stream.synchronize()
-            for name in dynamic:
-                shape = self.allocator.shapes[name]
-                results[name] = self.allocator.buffers[name].host[: int(np.prod(shape))].reshape(shape).copy()
+            results.update(self._fetch({n: (self.allocator.buffers[n], self.allocator.shapes[n]) for n in dynamic}))
         return results
+
+    def _fetch(self, outputs: dict[str, tuple[_Buffer, tuple[int, ...]]]) -> dict[str, np.ndarray]:
+        """Copy ``outputs`` (buffer, shape) to their pinned host buffers on the stream, wait for the
+        stream, and hand back copies (the host buffers are reused by the next run)."""
+        for buf, shape in outputs.values():
+            self.cuda.memcpy_dtoh_async(buf.host[: int(np.prod(shape))], buf.device, self.stream)
+        self.stream.synchronize()
+        return {name: buf.host[: int(np.prod(shape))].reshape(shape).copy() for name, (buf, shape) in outputs.items()}
 
     def close(self) -> None:
         if getattr(self, "ctx", None) is None:

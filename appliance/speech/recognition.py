@@ -94,18 +94,17 @@ class Recognition:
                          "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0,
                          "echo_frames": 0}
         self.timeouts_in_a_row = 0
-        self._vad_factory = None  # loads the VAD model (onnx/tensorrt) once, at start
+        self.vads = None  # backends.VadFactory, made at start: loads the onnx/tensorrt model once
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
+        from .backends import make_asr, make_vad_factory
+
         self.runtime = runtime
-        from .backends import make_vad_factory
-
+        loop = asyncio.get_running_loop()
         if self.backend is None:
-            from .backends import make_asr
-
-            self.backend = await asyncio.get_running_loop().run_in_executor(None, make_asr, self.config)
-        self._vad_factory = await asyncio.get_running_loop().run_in_executor(None, make_vad_factory, self.config)
+            self.backend = await loop.run_in_executor(None, make_asr, self.config)
+        self.vads = await loop.run_in_executor(None, make_vad_factory, self.config)
         log.info("recogniser %s ready (VAD %s)", self.backend.name, self.config.vad.backend)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
         self._reattach()
@@ -125,8 +124,8 @@ class Recognition:
         self.streams.shutdown(wait=False, cancel_futures=True)
         if self.backend is not None:
             self.backend.close()
-        if self._vad_factory is not None:
-            self._vad_factory.close()
+        if self.vads is not None:
+            self.vads.close()
 
     def status(self) -> dict:
         return {"backend": self.backend.name if self.backend else "", "vad": self.config.vad.backend,
@@ -136,13 +135,6 @@ class Recognition:
     def publish(self, msg) -> None:
         if self.runtime is not None and self.runtime.publisher is not None:
             self.runtime.publisher.publish(msg)
-
-    def vad_factory(self):
-        if self._vad_factory is None:
-            from .backends import make_vad_factory
-
-            self._vad_factory = make_vad_factory(self.config)
-        return self._vad_factory()
 
     # -- calls ----------------------------------------------------------------------------------
     def _reattach(self) -> None:
@@ -168,7 +160,7 @@ class Recognition:
             except (RingError, OSError) as exc:
                 with call_context(call_id):
                     log.warning("no echo check (cannot read the out ring): %s", exc)
-        endpointer = Endpointer(self.config.vad, self.vad_factory(), echo=echo,
+        endpointer = Endpointer(self.config.vad, self.vads(), echo=echo,
                                 early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms)
         self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call, played)
         with call_context(call_id):

@@ -54,10 +54,12 @@ class SileroVad:
         self.threshold = threshold
         self._buf = np.zeros(0, dtype=np.int16)
         self.prob = 0.0
+        self.runs = 0  # model runs (one per 512-sample chunk): `bench vad` counts them
 
     def is_speech(self, pcm: np.ndarray) -> bool:
         self._buf = np.concatenate([self._buf, pcm])
         while len(self._buf) >= self.CHUNK:
+            self.runs += 1
             self.prob = float(self._vad(self._buf[: self.CHUNK].tobytes()))
             self._buf = self._buf[self.CHUNK:]
         return self.prob >= self.threshold
@@ -82,6 +84,7 @@ class SileroOnnxVad:
         self.threshold = threshold
         limit = runner.max_shape("input")
         self.max_chunks = limit[0] if limit else 64
+        self.runs = 0  # model runs: `bench vad` counts them
         self.reset()
 
     def is_speech(self, pcm: np.ndarray) -> bool:
@@ -91,6 +94,7 @@ class SileroOnnxVad:
             chunks = self._buf[: n * self.CHUNK].reshape(n, self.CHUNK)
             context = np.concatenate([self._context[None, :], chunks[:-1, -self.CONTEXT:]])
             out = self.runner.run({"input": np.concatenate([context, chunks], axis=1), "h": self._h, "c": self._c})
+            self.runs += 1
             self.prob = float(np.asarray(out["speech_probs"]).reshape(-1)[-1])
             self._h, self._c = out["hn"], out["cn"]
             self._context = chunks[-1, -self.CONTEXT:].copy()

@@ -62,8 +62,8 @@ class PiperTts(TtsBackend):
 
             runner = OnnxRunner(model_path, device=device, threads=threads)
         self.runner = runner
-        if runner.kind != "onnxruntime" or getattr(runner, "device", "cpu") != "cpu":  # what status shows
-            self.name = f"piper-{runner.kind if runner.kind != 'onnxruntime' else runner.device}"
+        if runner.label != "cpu":  # status shows where the voice runs: piper-cuda, piper-tensorrt
+            self.name = f"piper-{runner.label}"
         max_shape = runner.max_shape("input")
         self.max_ids = max_shape[1] if max_shape else None  # a TensorRT profile's limit
         self.phonemizer = _phonemizer()

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from ..telephony.media.g711 import alaw_decode, ulaw_decode
+from ..telephony.media.rtp import RtpError, RtpPacket
 
 ETH_P_ALL = 0x0003
 DECODERS = {0: ulaw_decode, 8: alaw_decode}
@@ -61,14 +62,12 @@ class RtpTap:
         sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
         if sport not in self.src_ports:
             return
-        rtp = ip[ihl + 8:]
-        if len(rtp) < 12 or rtp[0] >> 6 != 2:
+        try:
+            rtp = RtpPacket.parse(bytes(ip[ihl + 8:]))  # sipd's own parser: CSRCs, extension, padding
+        except RtpError:
             return
-        pt = rtp[1] & 0x7F
-        cc = rtp[0] & 0x0F
-        ts = struct.unpack("!I", rtp[4:8])[0]
-        self.seqs.append(struct.unpack("!H", rtp[2:4])[0])
-        self.packets.append((time.monotonic(), dport, pt, ts, bytes(rtp[12 + 4 * cc:])))
+        self.seqs.append(rtp.sequence)
+        self.packets.append((time.monotonic(), dport, rtp.payload_type, rtp.timestamp, rtp.payload))
 
     def close(self) -> None:
         self._stop.set()

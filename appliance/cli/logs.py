@@ -25,8 +25,8 @@ import click
 
 from ..config import SERVICES
 from ..runtime import units
+from . import EXIT_FAILED, EXIT_NOT_RUNNING
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 # "HH:MM:SS.mmm LEVEL   service[pid] call=ID text" (runtime/logs.py, outside journald)
 LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) (\w+)\s+([\w.-]+)\[(\d+)\] call=(\S+)")
 _RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hour|d|day)s?(\s+ago)?$")

@@ -23,8 +23,7 @@ from .logs import logs
 from .models import models
 from .talk import talk
 from .version import version
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+from . import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 
 
 def _load(ctx: click.Context) -> Config:

@@ -16,7 +16,8 @@ import time
 
 import click
 
-SERVICES = ("sipd", "asrd", "ttsd", "agentd")
+from ..config import SERVICES
+
 FILE_TAIL_S = 15.0  # with --in: how long to stay on the line after the file, to hear the answer
 
 
@@ -111,7 +112,7 @@ async def _talk(line, uac, codec: str, seconds: float | None):
 def default_target(config) -> str:
     """The appliance's own sipd, as its config says it listens (the way `up` starts it)."""
     s = config.sip
-    host = s.public_host or (s.bind if s.bind not in ("0.0.0.0", "::") else "127.0.0.1")
+    host = s.advertised_host
     return f"sip:agent@{f'[{host}]' if ':' in host else host}:{s.port}"
 
 

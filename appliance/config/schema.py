@@ -93,6 +93,11 @@ class Sip:
     fallback_message: str = key("", doc="16 kHz mono WAV sipd plays when the pipeline is down; empty = a "
                                         "built-in sentence (espeak-ng)")
 
+    @property
+    def advertised_host(self) -> str:
+        """What public_host means when empty: the bind address, or 127.0.0.1 for a wildcard."""
+        return self.public_host or (self.bind if self.bind not in ("0.0.0.0", "::") else "127.0.0.1")
+
 
 @dataclass(frozen=True)
 class Vad:

@@ -39,7 +39,7 @@ class SipEndpoint:
     def __init__(self, config: Config):
         self.config = config
         s = config.sip
-        self.public_host = s.public_host or (s.bind if s.bind not in ("0.0.0.0", "::") else "127.0.0.1")
+        self.public_host = s.advertised_host
         self.codecs = [{"PCMU": sdp.PCMU, "PCMA": sdp.PCMA, "G722": sdp.G722}[c] for c in s.codecs]
         self.allow = ALLOW
         self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]

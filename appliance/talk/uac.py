@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from ..telephony import sdp
 from ..telephony.sip.dialog import Dialog
-from ..telephony.sip.digest import Credentials, DigestError, authorization, select_challenge
+from ..telephony.sip.digest import Credentials, DigestError, answer_challenge
 from ..telephony.sip.headers import NameAddr, SipUri, Via, new_branch, new_call_id, new_tag
 from ..telephony.sip.message import Message, Request, Response, SipParseError, make_response
 from ..telephony.sip.transaction import TransactionLayer, TransactionTimeout
@@ -163,13 +163,10 @@ class Uac:
         return req
 
     def _answer_challenge(self, resp: Response, req: Request) -> tuple[str, str]:
-        proxy = resp.status == 407
         try:
-            challenge = select_challenge(resp.headers.get_all_raw("Proxy-Authenticate" if proxy else "WWW-Authenticate"))
-            value = authorization(challenge, self.credentials, "INVITE", req.uri, body=req.body)
+            return answer_challenge(resp.status, resp.headers, self.credentials, "INVITE", req.uri, body=req.body)
         except DigestError as exc:
             raise CallFailed(f"{self.target} asked for credentials we cannot give ({exc})") from None
-        return ("Proxy-Authorization" if proxy else "Authorization"), value
 
     async def _final(self, req: Request) -> Response:
         self._heard.clear()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 
-from .sip.digest import Credentials, DigestError, authorization, select_challenge
+from .sip.digest import Credentials, DigestError, answer_challenge
 from .sip.headers import SipUri, Via, new_branch, new_call_id, new_tag
 from .sip.message import Request, Response
 from .sip.transaction import TransactionLayer, TransactionTimeout
@@ -70,7 +70,7 @@ class Registration:
         addr = infos[0][4]
         return Peer("UDP", addr[0], addr[1])
 
-    def _request(self, expires: int, auth: str | None) -> Request:
+    def _request(self, expires: int, auth: tuple[str, str] | None) -> Request:
         self.cseq += 1
         aor = f"<sip:{self.creds.username}@{self.registrar.host}" + \
               (f":{self.registrar.port}>" if self.registrar.port else ">")
@@ -87,7 +87,7 @@ class Registration:
         h.add("Expires", str(expires))
         h.add("User-Agent", "voice-agent-appliance")
         if auth:
-            h.add("Authorization" if auth.startswith("W:") else "Proxy-Authorization", auth[2:])
+            h.add(*auth)
         return req
 
     async def register_once(self, expires: int) -> int:
@@ -98,10 +98,7 @@ class Registration:
             req = self._request(expires, auth)
             resp: Response = await self.layer.request(req, peer).final
             if resp.status in (401, 407) and auth is None:
-                header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-                challenge = select_challenge(resp.headers.get_all_raw(header))
-                value = authorization(challenge, self.creds, "REGISTER", req.uri)
-                auth = ("W:" if resp.status == 401 else "P:") + value
+                auth = answer_challenge(resp.status, resp.headers, self.creds, "REGISTER", req.uri)
                 continue
             if 200 <= resp.status < 300:
                 self.granted = _granted(resp, self.contact, expires)

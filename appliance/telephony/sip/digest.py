@@ -24,6 +24,7 @@ __all__ = [
     "Credentials",
     "DigestError",
     "DigestServer",
+    "answer_challenge",
     "authorization",
     "parse_authorization",
     "parse_challenge",
@@ -260,6 +261,17 @@ def select_challenge(values: list[str]) -> Challenge:
     if best is None:
         raise DigestError("no supported digest challenge" + (f" ({'; '.join(problems)})" if problems else ""))
     return best
+
+
+def answer_challenge(status: int, headers, creds: Credentials, method: str, uri: str, *,
+                     body: bytes = b"") -> tuple[str, str]:
+    """The header answering a 401 (WWW-Authenticate -> Authorization) or 407 (Proxy-Authenticate
+    -> Proxy-Authorization): ``(name, value)`` for the retried request. ``headers`` is the
+    response's (its ``get_all_raw``); DigestError when no challenge can be answered."""
+    proxy = status == 407
+    challenge = select_challenge(headers.get_all_raw("Proxy-Authenticate" if proxy else "WWW-Authenticate"))
+    value = authorization(challenge, creds, method, uri, body=body)
+    return ("Proxy-Authorization" if proxy else "Authorization"), value
 
 
 def _quote(value: str, what: str) -> str:

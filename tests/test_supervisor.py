@@ -85,7 +85,15 @@ def test_status_says_down_and_fails_when_nothing_runs(sandbox):
     assert r.returncode == 3  # not running (1 is for some services up, others not)
     rows = [line.split()[:2] for line in r.stdout.splitlines()[1:]]
     assert rows == [["sipd", "down"], ["asrd", "down"], ["agentd", "down"], ["ttsd", "down"]]
-    assert "no reply to ctl.status" in r.stdout
+    assert r.stdout.count("not running (no control socket") == 4  # said at once, no deadline waited out
+    # a socket left by a killed service (nobody listening): that one costs the deadline and says so
+    run_dir = sandbox["config"].parent / "run"
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "agentd.ctl").touch()
+    r = appliancectl(sandbox, "status", "--timeout", "0.2")
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert r.returncode == 3 and "no reply to ctl.status" in rows["agentd"], r.stdout
+    assert "no control socket" in rows["sipd"]
 
 
 def test_rings_lists_live_and_stale_rings_and_cleans_only_stale(sandbox):

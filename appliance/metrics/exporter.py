@@ -15,51 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-import subprocess
 
-import zmq.asyncio
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from .. import __version__
-from ..bus import BusTimeout, ControlClient, RemoteError, endpoints
+from ..bus import BusTimeout, RemoteError
 from ..bus.messages import MetricsRequest, ServiceMetrics, StatusRequest, SupervisorStatus
 from ..config import Config
+from ..runtime import health, units
 from .series import CATALOGUE, View, family
 
 log = logging.getLogger("appliance.metrics")
 
 SCRAPE_TIMEOUT = 1.0
-_warned: list = []
-
-
-def systemd_restarts(names: list[str], timeout: float = 2.0) -> dict[str, int] | None:
-    """``NRestarts`` of each ``appliance-<name>.service``, or None when not under systemd."""
-    if not os.environ.get("INVOCATION_ID") or shutil.which("systemctl") is None:
-        return None
-    units = {f"appliance-{n}.service": n for n in names}
-    try:
-        out = subprocess.run(["systemctl", "show", "--property=Id,NRestarts", *units], capture_output=True,
-                             text=True, timeout=timeout, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        if not _warned:  # once: a scrape every 15 s would fill the journal
-            _warned.append(exc)
-            log.warning("metrics: no restart counts, systemctl show failed: %s", exc)
-        return None
-    return parse_systemctl_show(out, units)
-
-
-def parse_systemctl_show(out: str, units: dict[str, str]) -> dict[str, int]:
-    """``systemctl show`` prints one block of ``Key=value`` lines per unit, blank-line separated."""
-    restarts = {}
-    for block in out.split("\n\n"):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        name = units.get(props.get("Id", ""))
-        if name is not None and props.get("NRestarts", "").isdigit():
-            restarts[name] = int(props["NRestarts"])
-    return restarts
 
 
 class Exporter:
@@ -140,29 +109,19 @@ class Exporter:
         yield from sorted(merged.values(), key=lambda f: order.get(f.name, len(order)))
 
     def _restarts(self, names: list[str], supervisor) -> dict[str, int] | None:
+        """From the dev supervisor when it runs the services, else systemd's NRestarts."""
         if isinstance(supervisor, SupervisorStatus):
             return {str(c.get("name")): int(c.get("restarts", 0)) for c in supervisor.children}
-        return systemd_restarts(names)
+        states = units.unit_states(names, timeout=2.0)
+        if states is None:
+            return None
+        return {n: u.restarts for n, u in states.items() if u.load != "not-found"}
 
     async def _ask_all(self, names: list[str]):
-        ctx = zmq.asyncio.Context()
-        try:
-            got = await asyncio.gather(*(self._ask(ctx, n, MetricsRequest()) for n in names),
-                                       self._ask(ctx, "supervisor", StatusRequest()), return_exceptions=True)
-        finally:
-            ctx.term()
-        return got[:-1], got[-1]
-
-    async def _ask(self, ctx, name: str, msg):
-        endpoint = endpoints.control(self.config.paths.run_dir, name)
-        if not os.path.exists(endpoint.removeprefix("ipc://")):
-            return None  # not running (no socket): no need to wait out the deadline
-        client = ControlClient(ctx, endpoint)
-        try:
-            return await client.request(msg, self.timeout)
-        except (BusTimeout, RemoteError) as exc:
-            if name != "supervisor":
-                log.debug("metrics: %s did not answer: %s", name, exc)
-            return None
-        finally:
-            client.close()
+        requests: dict[str, object] = {n: MetricsRequest() for n in names}
+        requests["supervisor"] = StatusRequest()
+        got = await health.ask_all(self.config, requests, self.timeout)
+        for name, answer in got.items():
+            if isinstance(answer, (BusTimeout, RemoteError)) and name != "supervisor":
+                log.debug("metrics: %s did not answer: %s", name, answer)
+        return [got[n] for n in names], got["supervisor"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 
 import zmq.asyncio
@@ -32,31 +33,44 @@ class Health:
         return all(s.state == "ready" for s in self.services)
 
 
-async def _ask(ctx: zmq.asyncio.Context, run_dir: str, name: str, timeout: float):
-    client = ControlClient(ctx, endpoints.control(run_dir, name))
+class NotRunning(ConnectionError):
+    """No control socket: the service is not running, so there is no deadline to wait out."""
+
+
+async def _ask(ctx: zmq.asyncio.Context, run_dir: str, name: str, msg, timeout: float):
+    endpoint = endpoints.control(run_dir, name)
+    if not os.path.exists(endpoint.removeprefix("ipc://")):
+        raise NotRunning(f"not running (no control socket {endpoint.removeprefix('ipc://')})")
+    client = ControlClient(ctx, endpoint)
     try:
-        return await client.request(StatusRequest(), timeout)
+        return await client.request(msg, timeout)
     finally:
         client.close()
 
 
-async def collect(config: Config, timeout: float = 1.0) -> Health:
+async def ask_all(config: Config, requests: dict[str, object], timeout: float) -> dict[str, object]:
+    """One control request to each named service at once (`status`, the metrics scrape): each
+    answer, or the exception it ended in (NotRunning, BusTimeout, RemoteError)."""
     ctx = zmq.asyncio.Context()
-    run_dir = config.paths.run_dir
-    names = list(config.services.enabled)
     try:
-        answers = await asyncio.gather(
-            *(_ask(ctx, run_dir, n, timeout) for n in names + ["supervisor"]), return_exceptions=True
-        )
+        answers = await asyncio.gather(*(_ask(ctx, config.paths.run_dir, name, msg, timeout)
+                                         for name, msg in requests.items()), return_exceptions=True)
     finally:
         ctx.term()
+    return dict(zip(requests, answers))
+
+
+async def collect(config: Config, timeout: float = 1.0) -> Health:
+    names = list(config.services.enabled)
+    answers = await ask_all(config, {n: StatusRequest() for n in names + ["supervisor"]}, timeout)
     services = []
-    for name, answer in zip(names, answers):
+    for name in names:
+        answer = answers[name]
         if isinstance(answer, ServiceStatus):
             services.append(ServiceHealth(name, answer.state, answer.pid, answer.uptime_s, dict(answer.details)))
-        elif isinstance(answer, (BusTimeout, RemoteError)):
+        elif isinstance(answer, (BusTimeout, RemoteError, NotRunning)):
             services.append(ServiceHealth(name, "down", error=str(answer)))
         else:
             services.append(ServiceHealth(name, "down", error=repr(answer)))
-    sup = answers[-1] if isinstance(answers[-1], SupervisorStatus) else None
-    return Health(services, sup)
+    sup = answers["supervisor"]
+    return Health(services, sup if isinstance(sup, SupervisorStatus) else None)

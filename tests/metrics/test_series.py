@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from appliance.bus import ControlServer, endpoints
 from appliance.bus.messages import MetricsRequest, ServiceMetrics, StatusRequest, SupervisorStatus
 from appliance.config import parse
-from appliance.metrics.exporter import Exporter, parse_systemctl_show, systemd_restarts
+from appliance.metrics.exporter import Exporter
 from appliance.metrics.series import CATALOGUE, STAGES, AgentMetrics, exported_samples
 
 
@@ -155,18 +155,27 @@ def test_exporter_merges_services_and_marks_the_silent_ones_down(tmp_path):
     assert {x.name for x in s.samples} <= exported_samples()
 
 
-def test_systemd_restarts_come_from_systemctl_show(tmp_path, monkeypatch):
-    out = ("NRestarts=0\nId=appliance-sipd.service\n\nNRestarts=3\nId=appliance-asrd.service\n\n"
-           "Id=appliance-ttsd.service\nNRestarts=\n")
-    units = {f"appliance-{n}.service": n for n in ("sipd", "asrd", "ttsd")}
-    assert parse_systemctl_show(out, units) == {"sipd": 0, "asrd": 3}
-    # the real thing runs `systemctl show`; a stand-in on PATH prints what systemd prints
+def test_restarts_come_from_systemd_when_it_runs_the_units(tmp_path, monkeypatch):
+    """No dev supervisor answers: the counts are the units' NRestarts, as `status` shows them
+    (one reader of `systemctl show`, runtime/units.py); a unit not installed has no series."""
+    show = ("Id=appliance-sipd.service\nLoadState=loaded\nNRestarts=0\n\n"
+            "Id=appliance-asrd.service\nLoadState=loaded\nNRestarts=3\n\n"
+            "Id=appliance-agentd.service\nLoadState=not-found\nNRestarts=0\n\n"
+            "Id=appliance-ttsd.service\nLoadState=loaded\nNRestarts=\n")
     fake = tmp_path / "systemctl"
-    fake.write_text("#!/bin/sh\necho \"$@\" > %s/args\nprintf 'NRestarts=4\\nId=appliance-agentd.service\\n'\n" % tmp_path)
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\nprintf '{show}'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    monkeypatch.delenv("INVOCATION_ID", raising=False)
-    assert systemd_restarts(["agentd"]) is None  # not under systemd: nothing to ask
-    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
-    assert systemd_restarts(["agentd"]) == {"agentd": 4}
-    assert (tmp_path / "args").read_text().split() == ["show", "--property=Id,NRestarts", "appliance-agentd.service"]
+    config = parse(f'[paths]\nrun_dir = "{tmp_path}/run"\n')
+    monkeypatch.setattr("appliance.runtime.units.booted", lambda: False)
+    s = Scrape(generate_latest(Exporter(config, timeout=0.3).registry).decode())
+    assert "appliance_service_restarts_total" not in s.text  # not a systemd box: nothing to ask
+    monkeypatch.setattr("appliance.runtime.units.booted", lambda: True)
+    s = Scrape(generate_latest(Exporter(config, timeout=0.3).registry).decode())
+    assert (tmp_path / "args").read_text().split()[-4:] == [f"appliance-{n}.service" for n in
+                                                             ("sipd", "asrd", "agentd", "ttsd")]
+    assert s.value("appliance_service_restarts_total", service="sipd") == 0
+    assert s.value("appliance_service_restarts_total", service="asrd") == 3
+    assert s.value("appliance_service_restarts_total", service="ttsd") == 0
+    assert s.value("appliance_service_restarts_total", service="agentd") is None
+    assert [s.value("appliance_up", service=n) for n in ("sipd", "asrd", "agentd", "ttsd")] == [0, 0, 0, 0]

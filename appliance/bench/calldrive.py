@@ -9,12 +9,12 @@ import random
 import shutil
 import subprocess
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 from appliance.agent.example_tools import install_example_agent
 from appliance.bench.sipdrive import EventLog, Service, free_port
+from appliance.speech import wavfile
 
 SERVICES = ("sipd", "asrd", "ttsd", "agentd")
 
@@ -49,14 +49,6 @@ class Appliance:
             svc.stop()
 
 
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-
-
 def write_ulaw_wav(path: Path, pcm: np.ndarray) -> None:
     """8 kHz G.711 mu-law WAV (format 7): what SIPp's rtp_stream sends as PCMU, byte for byte."""
     import struct
@@ -66,11 +58,6 @@ def write_ulaw_wav(path: Path, pcm: np.ndarray) -> None:
     data = ulaw_encode(pcm.astype(np.int16))
     path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
                      + struct.pack("<IHHIIHH", 16, 7, 1, 8000, 8000, 1, 8) + b"data" + struct.pack("<I", len(data)) + data)
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
 
 
 def caller_voice(text: str) -> np.ndarray:
@@ -98,7 +85,7 @@ def caller_wav(workdir: Path, script: list[tuple[float, str]], seconds: float) -
     parts.append(np.zeros(int(8000 * seconds), np.int16))
     audio = np.concatenate(parts)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_wav(workdir / "caller.wav", audio, 8000)
+    wavfile.write(workdir / "caller.wav", audio, 8000)
     return workdir / "caller.wav", ends, len(audio) / 8000
 
 

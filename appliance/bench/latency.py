@@ -20,7 +20,8 @@ import numpy as np
 
 from ..agent.records import CallRecords
 from ..config import Config
-from .calldrive import Appliance, caller_wav, read_wav, start_baresip
+from ..speech import wavfile
+from .calldrive import Appliance, caller_wav, start_baresip
 from .sandboxcfg import configured_sandbox
 from .stats import summarize, table
 
@@ -72,7 +73,7 @@ def run(config: Config, *, calls: int = 1, turns: int = 3, late_s: float = 4.0) 
                 if not dumps:
                     failed += len(ends)
                     continue
-                pcm, rate = read_wav(dumps[0])
+                pcm, rate = wavfile.read(dumps[0])
                 for onset in agent_onsets(pcm, rate, ends, late_s):
                     if onset is None:
                         failed += 1

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calldrive import baresip_config, caller_voice, write_wav
+from ..speech import wavfile
+from .calldrive import baresip_config, caller_voice
 from .sipdrive import free_port
 
 PAD_S = 60.0  # silence after each turn, longer than any agent answer
@@ -28,7 +29,7 @@ class Softphone:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.ctrl_port = free_port()
-        write_wav(workdir / "caller.wav", np.zeros(int(8000 * PAD_S), np.int16), 8000)
+        wavfile.write(workdir / "caller.wav", np.zeros(int(8000 * PAD_S), np.int16), 8000)
         baresip_config(workdir)
         with open(workdir / "config", "a") as f:
             f.write(f"module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{self.ctrl_port}\n")
@@ -82,7 +83,7 @@ class Softphone:
         self.said.append(text)
         voice = caller_voice(text)
         path = self.workdir / f"turn-{self.turns}.wav"
-        write_wav(path, np.concatenate([voice, np.zeros(int(8000 * PAD_S), np.int16)]), 8000)
+        wavfile.write(path, np.concatenate([voice, np.zeros(int(8000 * PAD_S), np.int16)]), 8000)
         self.command("ausrc", f"aufile,{path}")
 
     def recording(self) -> Path | None:

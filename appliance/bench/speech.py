@@ -14,13 +14,13 @@ to the first frame in the out-ring (tts.started), plus the backend's real-time f
 from __future__ import annotations
 
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from ..bus.messages import AsrFinal, Say, SpeechStopped, TtsFinished, TtsStarted
 from ..config import Config
+from ..speech import wavfile
 from .sandboxcfg import configured_sandbox
 from .sipdrive import EventLog, Service
 from .speechdrive import CallSource, play
@@ -38,18 +38,6 @@ AGENT_SENTENCES = [
     "Is there anything else I can help you with?",
     "Thanks for calling, goodbye!",
 ]
-
-
-def read_wav_16k(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        if w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise ValueError(f"{path}: need mono 16-bit PCM")
-        rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
-    if rate != 16000:
-        import soxr
-
-        pcm = (np.clip(soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000), -1, 1) * 32767).astype(np.int16)
-    return pcm
 
 
 def phone_line(pcm: np.ndarray) -> np.ndarray:
@@ -83,7 +71,7 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
         for n, clip in enumerate(clips * repeat):
             call = f"bench{n}"
             writer = source.attach(asrd, call)[call]
-            pcm = read_wav_16k(clip)
+            pcm = wavfile.read_16k(clip)
             if g711:
                 pcm = phone_line(pcm)
             silence = np.zeros(8000, np.int16)

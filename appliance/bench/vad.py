@@ -24,9 +24,9 @@ SENTENCES = ["I would like to book a cleaning for next Tuesday morning, please."
 
 def _audio(directory: Path | None) -> np.ndarray:
     if directory is not None:
-        from .speech import read_wav_16k
+        from ..speech import wavfile
 
-        clips = [read_wav_16k(p) for p in sorted(directory.glob("*.wav"))]
+        clips = [wavfile.read_16k(p) for p in sorted(directory.glob("*.wav"))]
         if not clips:
             raise RuntimeError(f"no WAV files in {directory}")
     else:

@@ -57,33 +57,35 @@ def load(path: str | os.PathLike | None = None) -> Config:
         return Config(source="<defaults>")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
-    try:
-        config, problems = parse(text, source), []
-    except ConfigError as exc:
-        config, problems = None, exc.problems
-    try:  # credentials in a file others can read: refused like any other config problem
-        unsafe = secrets.mode_problem(source, tomllib.loads(text))
-    except tomllib.TOMLDecodeError:
-        unsafe = None
+    data = _decode(text, source)
+    config, problems = _build_config(data)
+    unsafe = secrets.mode_problem(source, data)  # credentials in a file others can read: refused too
     if unsafe:
-        problems = [*problems, unsafe]
-    if problems or config is None:
-        raise ConfigError(source, problems)
-    return config
-
-
-def parse(text: str, source: str = "<string>") -> Config:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    problems: list[str] = []
-    config = _build(Config, data, "", problems)
-    if not problems:
-        problems += _cross_checks(config)
+        problems.append(unsafe)
     if problems:
         raise ConfigError(source, problems)
     return replace(config, source=source)
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    config, problems = _build_config(_decode(text, source))
+    if problems:
+        raise ConfigError(source, problems)
+    return replace(config, source=source)
+
+
+def _decode(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+
+
+def _build_config(data: dict) -> tuple[Config, list[str]]:
+    """The config and every problem found in it (cross-checks only once each key is sound)."""
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    return config, problems or _cross_checks(config)
 
 
 def _build(cls, data: dict, prefix: str, problems: list[str]):

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..speech import wavfile
 from ..telephony.media.resample import Resampler
 
 RATE = 16000
@@ -41,20 +42,10 @@ class Line(Protocol):
 
 def read_wav(path: Path) -> np.ndarray:
     """A 16-bit PCM WAV of any rate and channel count as 16 kHz mono int16."""
-    import soxr
-
     try:
-        with wave.open(str(path), "rb") as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            data = w.readframes(w.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise LineError(f"{path}: not a readable WAV file ({exc})") from None
-    if width != 2:
-        raise LineError(f"{path}: {8 * width}-bit samples; talk reads 16-bit PCM WAV files")
-    pcm = np.frombuffer(data, dtype="<i2").reshape(-1, channels).mean(axis=1)
-    if rate != RATE and len(pcm):
-        pcm = soxr.resample(pcm / 32768, rate, RATE) * 32768
-    return np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+        return wavfile.read_16k(path)
+    except wavfile.WavError as exc:
+        raise LineError(str(exc)) from None
 
 
 class WavLine:

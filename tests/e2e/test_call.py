@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-from appliance.bench.calldrive import baresip_call, caller_voice, read_wav, write_ulaw_wav
+from appliance.bench.calldrive import baresip_call, caller_voice, write_ulaw_wav
+from appliance.speech import wavfile
 from appliance.bench.sipdrive import sipp, sipp_counts
 from appliance.bench.wiretap import RtpTap
 from appliance.bench.callers import BookingCaller
@@ -25,7 +26,7 @@ def heard_by_caller(dump: Path | np.ndarray, models_dir: Path, rate: int = 8000)
     """What the caller heard (a recording, or 8 kHz PCM off the wire), transcribed back."""
     from appliance.speech.asr.whisper import WhisperAsr
 
-    pcm, rate = read_wav(dump) if isinstance(dump, Path) else (dump, rate)
+    pcm, rate = wavfile.read(dump) if isinstance(dump, Path) else (dump, rate)
     pcm16 = (np.clip(soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000), -1, 1) * 32767).astype(np.int16)
     asr = WhisperAsr(models_dir / "whisper-base-en")
     # Transcribe in 20 s pieces cut at silence-ish points: Whisper's window is 30 s.

@@ -31,11 +31,6 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int, channels: int = 1, width: 
     return path
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
-
-
 def loud_frames(pcm: np.ndarray, threshold: float = 1000, frame: int = 320) -> list[np.ndarray]:
     frames = pcm[: len(pcm) // frame * frame].reshape(-1, frame)
     return [f for f in frames if rms(f) > threshold]

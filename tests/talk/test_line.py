@@ -12,10 +12,11 @@ import types
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from talkutil import dominant_hz, read_wav, rms, tone, write_wav
+from talkutil import dominant_hz, rms, tone, write_wav
 
 from appliance.cli.main import cli
 from appliance.talk.line import FRAME, LineError, SoundDeviceLine, WavLine
+from appliance.speech import wavfile
 
 
 def test_a_wav_of_any_rate_is_said_as_16khz_frames_then_silence_and_what_is_heard_is_recorded(tmp_path):
@@ -31,7 +32,7 @@ def test_a_wav_of_any_rate_is_said_as_16khz_frames_then_silence_and_what_is_hear
     for i in range(3):
         line.write(np.full(FRAME, i + 1, np.int16))
     line.close()
-    heard, rate = read_wav(tmp_path / "heard.wav")
+    heard, rate = wavfile.read(tmp_path / "heard.wav")
     assert rate == 16000 and list(heard[::FRAME]) == [1, 2, 3] and len(heard) == 3 * FRAME
 
 

@@ -9,11 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-from talkutil import loud_frames, read_wav
+from talkutil import loud_frames
 
 from appliance.agent.example_tools import BookingServerThread
-from appliance.bench.calldrive import Appliance, caller_voice, write_wav
+from appliance.bench.calldrive import Appliance, caller_voice
 from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished
+from appliance.speech import wavfile
 
 QUESTION = "What time are you open on Saturday?"
 GREETING_S = 9.0  # the caller lets the agent's greeting finish first, as a person would
@@ -30,7 +31,7 @@ def appliance(sandbox, tmp_path):
 @pytest.mark.timeout(300)
 def test_talk_asks_the_opening_hours_and_hears_the_answer(appliance, sandbox, tmp_path):
     voice = caller_voice(QUESTION)  # 8 kHz; the line resamples it
-    write_wav(tmp_path / "question.wav", np.concatenate([np.zeros(int(8000 * GREETING_S), np.int16), voice]), 8000)
+    wavfile.write(tmp_path / "question.wav", np.concatenate([np.zeros(int(8000 * GREETING_S), np.int16), voice]), 8000)
     question_end_s = GREETING_S + len(voice) / 8000
     proc = subprocess.run(
         [sys.executable, "-m", "appliance", "--config", str(sandbox["config"]), "talk",
@@ -47,7 +48,7 @@ def test_talk_asks_the_opening_hours_and_hears_the_answer(appliance, sandbox, tm
     # the conversation was shown live: the caller's question and the agent's answer
     assert "caller: " in proc.stdout and any(f"agent:  {a}" in proc.stdout for a in answers), proc.stdout
     # ...and the answer was heard on the line after the question (same timeline as the file)
-    heard, rate = read_wav(tmp_path / "heard.wav")
+    heard, rate = wavfile.read(tmp_path / "heard.wav")
     greeting = loud_frames(heard[: int(rate * GREETING_S)], threshold=300)
     answer = loud_frames(heard[int(rate * question_end_s):], threshold=300)
     assert len(greeting) >= 25, "the greeting was not heard"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from talkutil import dominant_hz, loud_frames, read_wav, tone, write_wav
+from talkutil import dominant_hz, loud_frames, tone, write_wav
 
 from appliance.bench.sipdrive import EventLog, Sipd, free_port
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Hangup
@@ -25,6 +25,7 @@ from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
 from appliance.talk.line import WavLine
 from appliance.talk.session import talk
 from appliance.talk.uac import CallFailed, Uac
+from appliance.speech import wavfile
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_an_answered_call_carries_audio_both_ways_and_ends_with_our_bye(sipd, tm
     assert 47 <= len(loud) <= 53, len(loud)
     assert abs(dominant_hz(np.concatenate(loud[3:-3])) - 700) < 15
     # the agent's second of 1200 Hz was heard on the line and recorded
-    heard, rate = read_wav(tmp_path / "heard.wav")
+    heard, rate = wavfile.read(tmp_path / "heard.wav")
     agent = loud_frames(heard)
     assert rate == 16000 and 47 <= len(agent) <= 53, len(agent)
     assert abs(dominant_hz(np.concatenate(agent[3:-3])) - 1200) < 15

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +14,16 @@ from sipd_harness import EventLog, Sipd
 
 from appliance.bench.calldrive import baresip_config
 
+from appliance.speech import wavfile
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
 from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="scripts/test installs baresip")
 
 
-def write_wav(path: Path, freq: float, seconds: float, rate: int = 8000) -> None:
+def write_tone(path: Path, freq: float, seconds: float, rate: int = 8000) -> None:
     t = np.arange(int(rate * seconds)) / rate
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((8000 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes())
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
+    wavfile.write(path, (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16), rate)
 
 
 def tone_share(pcm: np.ndarray, rate: int, freq: float, block: int) -> tuple[int, int]:
@@ -49,7 +40,7 @@ def tone_share(pcm: np.ndarray, rate: int, freq: float, block: int) -> tuple[int
 
 
 def phone_profile(d: Path, codec: str) -> None:
-    write_wav(d / "caller.wav", 440, 4.0, rate=16000 if codec == "g722" else 8000)  # aufile does not resample
+    write_tone(d / "caller.wav", 440, 4.0, rate=16000 if codec == "g722" else 8000)  # aufile does not resample
     baresip_config(d, codec, caller="caller")
 
 
@@ -85,7 +76,7 @@ def test_baresip_call_carries_audio_both_ways(sandbox, tmp_path, codec):
     assert loud >= 190 and hits >= 0.97 * loud, (hits, loud)
     # agent → caller: baresip recorded the 2 s 1 kHz tone
     (dump,) = tmp_path.glob("dump-*-dec.wav")
-    pcm, rate = read_wav(dump)
+    pcm, rate = wavfile.read(dump)
     hits, loud = tone_share(pcm, rate, 1000, rate // 50)
     assert 95 <= loud <= 105 and hits >= 0.97 * loud, (hits, loud)
     m = events.of(CallEnded)[0].metrics

@@ -43,7 +43,8 @@ PINS = ["ansible-core==2.19.14", "ansible-lint==26.10.1"]
 SRC_ITEMS = ["pyproject.toml", "README.md", "appliance", "models", "systemd"]
 MODEL = "whisper-tiny-en"
 VAULT_SECRET = "s3cret-from-the-vault"
-RESTARTS = {"Restart appliance-sipd", "Restart appliance-asrd", "Restart appliance-ttsd", "Restart appliance-agentd"}
+RESTARTS = {"Drain appliance-sipd", "Restart appliance-sipd", "Restart appliance-asrd", "Restart appliance-ttsd",
+            "Restart appliance-agentd"}
 
 pytestmark = pytest.mark.timeout(600)
 

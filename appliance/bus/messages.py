@@ -281,6 +281,16 @@ class SendDtmf(Message):
     duration_ms: int = 160
 
 
+@control("ctl.drain")
+@dataclass(frozen=True, kw_only=True)
+class Drain(Message):
+    """sipd: take no new calls while those in progress go on (before maintenance or a restart);
+    INVITE and OPTIONS get 503, so the PBX or the Kamailio front sends calls elsewhere.
+    ``on=False`` takes calls again. Answered with Ok naming the calls still in progress."""
+
+    on: bool = True
+
+
 @control("tts.say")
 @dataclass(frozen=True, kw_only=True)
 class Say(Message):

@@ -18,6 +18,7 @@ import click
 from ..config import ConfigError, Config, default_path, load
 from .bench import bench
 from .demo import demo
+from .drain import drain
 from .calls import call, calls
 from .logs import logs
 from .models import models
@@ -200,6 +201,7 @@ def events(ctx: click.Context, types: tuple[str, ...], count: int, timeout: floa
 
 cli.add_command(bench)
 cli.add_command(demo)
+cli.add_command(drain)
 cli.add_command(models)
 cli.add_command(calls)
 cli.add_command(call)

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import time
 
-from ..bus.messages import Answer, CallStarted, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
+from ..bus.messages import Answer, CallStarted, Drain, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
 from ..config import Config
 from . import sdp
 from .call import Call, session_expires_refusal
@@ -53,8 +53,9 @@ class SipEndpoint:
         self.runtime = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer: TransactionLayer | None = None
-        self.counters = {"calls_total": 0, "refused_busy": 0, "refused_rate": 0, "refused_auth": 0,
-                         "refused_forbidden": 0, "unmatched": 0}
+        self.counters = {"calls_total": 0, "refused_busy": 0, "refused_draining": 0, "refused_rate": 0,
+                         "refused_auth": 0, "refused_forbidden": 0, "unmatched": 0}
+        self.draining = False  # ctl.drain: new calls refused, calls in progress go on
         from ..metrics.series import SipdMetrics
 
         self.metrics = SipdMetrics(self)  # its Prometheus series (the exporter asks over ctl.metrics)
@@ -88,6 +89,7 @@ class SipEndpoint:
         control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
         control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces, m.headers)))
         control.on(SendDtmf, self._ctl(lambda c, m: c.media.send_dtmf(m.digits, m.duration_ms)))
+        control.on(Drain, self._drain)
         if s.pipeline_timeout_s > 0:
             from .fallback import PipelineWatch
 
@@ -116,7 +118,7 @@ class SipEndpoint:
     def status(self) -> dict:
         media = [c.media.stats() for c in self.calls.values()]
         return {
-            "active_calls": len(self.calls), "max_calls": self.config.sip.max_calls,
+            "active_calls": len(self.calls), "max_calls": self.config.sip.max_calls, "draining": self.draining,
             "sip_port": self.transport.local_port, "malformed": self.transport.malformed,
             "sip_received": self.transport.received, **self.counters,
             "sip_retransmits_in": self.layer.retransmits_in if self.layer else 0,
@@ -126,6 +128,14 @@ class SipEndpoint:
                if self.registration is not None else {}),
             **({"pipeline_down": ",".join(self.watch.down), **self.watch.counters} if self.watch is not None else {}),
         }
+
+    def _drain(self, msg: Drain) -> Ok:
+        if msg.on and not self.draining:
+            log.warning("draining: new calls get 503, the %d in progress go on", len(self.calls))
+        elif self.draining and not msg.on:
+            log.info("drain lifted: taking calls again")
+        self.draining = msg.on
+        return Ok(detail=f"{'draining' if self.draining else 'taking calls'}, {len(self.calls)} in progress")
 
     def _ctl(self, action):
         def handle(msg):
@@ -218,7 +228,7 @@ class SipEndpoint:
 
     def _on_options(self, req: Request, st, peer: Peer) -> None:
         """Health for a dispatcher (Kamailio ds_probing): 200 while calls can be taken."""
-        full = len(self.calls) >= self.config.sip.max_calls
+        full = len(self.calls) >= self.config.sip.max_calls or self.draining
         headers = [("Allow", self.allow), ("Accept", "application/sdp"), ("Supported", "timer, replaces")]
         if full:
             headers.append(("Retry-After", str(self.config.sip.retry_after)))
@@ -240,8 +250,8 @@ class SipEndpoint:
             self.counters["refused_forbidden"] += 1
             st.respond(make_response(req, 403, "Source Not Allowed"))
             return
-        if len(self.calls) >= s.max_calls:
-            self.counters["refused_busy"] += 1
+        if len(self.calls) >= s.max_calls or self.draining:
+            self.counters["refused_draining" if self.draining else "refused_busy"] += 1
             st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
             return
         if self.auth is not None and not self._authorized(req, st):

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,6 +131,21 @@ def call(front_port: int, tmp_path: Path, hold_ms: int, **kw):
     return sipp("uac_via_front.xml", front_port, cwd=str(tmp_path), extra=extra, **kw)
 
 
+def answered_by_one(first: Sipd, second: Sipd, f: Front, tmp_path: Path) -> str:
+    """Which of two boxes took one call through the front."""
+    watched = {"first": EventLog(first.run_dir), "second": EventLog(second.run_dir)}
+    out = call(f.port, tmp_path, hold_ms=200, timeout=30)
+    assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
+    took = []
+    for name, events in watched.items():
+        events.collect(timeout=1)  # the call is over (SIPp has its 200 to BYE): its events are out
+        if events.of(CallEnded):
+            took.append(name)
+        events.close()
+    assert len(took) == 1, took
+    return took[0]
+
+
 def uri(box: Sipd) -> str:
     return f"sip:127.0.0.1:{box.port}"
 
@@ -232,3 +248,23 @@ def test_the_front_relays_no_in_dialog_request_it_did_not_route(site, tmp_path):
     assert f.ask("MESSAGE", f"sip:agent@127.0.0.1:{a.port}") == "SIP/2.0 405 Method Not Allowed"
     assert events.collect(timeout=1) == [] and a.status().details["sip_received"] == 0
     events.close()
+
+
+def test_a_drained_box_is_left_out_by_the_probe_until_the_drain_is_lifted(site, tmp_path):
+    """`appliancectl drain` on a box before maintenance: its OPTIONS say 503, the front sends
+    new calls to the next box, and takes the box back once the drain is lifted."""
+    box, front = site
+    first, second = box(), box()
+    f = front([uri(first), uri(second)], front_algorithm=8)  # every call to the first box that is up
+
+    def drain(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "appliance", "--config", str(first.config), "drain", *args],
+                       check=True, capture_output=True, timeout=60)
+
+    drain()
+    time.sleep(2.5)  # two probes
+    assert answered_by_one(first, second, f, tmp_path) == "second"
+    drain("--off")
+    time.sleep(2.5)
+    assert answered_by_one(first, second, f, tmp_path) == "first"
+    assert first.status().details["refused_draining"] == 0  # no INVITE was spent on the drained box

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from testutil import pid_alive, spawn, wait_for
 
 from appliance.ipc import RingWriter
@@ -123,3 +125,27 @@ def test_restart_delay_doubles_per_crash_and_is_capped():
         child.crashes_in_a_row = crashes
         delays.append(sup.backoff(child))
     assert delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to become nobody")
+def test_status_tells_a_user_without_access_so_instead_of_not_running():
+    """The run dir is the appliance group's (0750): someone else is told to use sudo, not that
+    the appliance is down."""
+    import tempfile
+    from pathlib import Path
+
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
+    if subprocess.run([*nobody, "-c", "import appliance"], capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("user nobody cannot run this checkout's venv (it lies in a directory closed to others)")
+    root = Path(tempfile.mkdtemp(prefix="ap-", dir="/tmp"))  # pytest's tmp_path is closed to nobody
+    root.chmod(0o755)
+    (root / "run").mkdir(mode=0o700)
+    (root / "run" / "sipd.ctl").touch()
+    config = root / "appliance.toml"
+    config.write_text(f'[paths]\nrun_dir = "{root}/run"\nstate_dir = "{root}/state"\n')
+    config.chmod(0o644)
+    r = subprocess.run([*nobody, "-m", "appliance", "--config", str(config), "status", "--timeout", "0.2"],
+                       capture_output=True, text=True, timeout=60)
+    shutil.rmtree(root)
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert "permission denied" in rows["sipd"] and "appliance group" in rows["sipd"], r.stdout + r.stderr

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from appliance.agent.example_tools import install_example_agent
 from appliance.bench.sipdrive import EventLog, Service, free_port
 from appliance.speech import wavfile

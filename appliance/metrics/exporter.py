@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from .. import __version__
 from ..bus import BusTimeout, RemoteError
-from ..bus.messages import MetricsRequest, ServiceMetrics, StatusRequest, SupervisorStatus
+from ..bus.messages import (
+    MetricsRequest,
+    ServiceMetrics,
+    StatusRequest,
+    SupervisorStatus,
+)
 from ..config import Config
 from ..runtime import health, units
 from .series import CATALOGUE, View, family
@@ -109,9 +115,12 @@ class Exporter:
         yield from sorted(merged.values(), key=lambda f: order.get(f.name, len(order)))
 
     def _restarts(self, names: list[str], supervisor) -> dict[str, int] | None:
-        """From the dev supervisor when it runs the services, else systemd's NRestarts."""
+        """From the dev supervisor when it runs the services, else systemd's NRestarts when sipd
+        itself runs under systemd (a dev box with systemd is not asked at every scrape)."""
         if isinstance(supervisor, SupervisorStatus):
             return {str(c.get("name")): int(c.get("restarts", 0)) for c in supervisor.children}
+        if not os.environ.get("INVOCATION_ID"):  # set by systemd for the processes of a unit
+            return None
         states = units.unit_states(names, timeout=2.0)
         if states is None:
             return None

@@ -37,10 +37,20 @@ class NotRunning(ConnectionError):
     """No control socket: the service is not running, so there is no deadline to wait out."""
 
 
+class NoAccess(PermissionError):
+    """The run dir or socket is closed to this user: says so instead of 'not running'."""
+
+
 async def _ask(ctx: zmq.asyncio.Context, run_dir: str, name: str, msg, timeout: float):
     endpoint = endpoints.control(run_dir, name)
-    if not os.path.exists(endpoint.removeprefix("ipc://")):
-        raise NotRunning(f"not running (no control socket {endpoint.removeprefix('ipc://')})")
+    path = endpoint.removeprefix("ipc://")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise NotRunning(f"not running (no control socket {path})") from None
+    except PermissionError:
+        raise NoAccess(f"cannot reach {path}: permission denied (run as root or as a member of the "
+                       "appliance group)") from None
     client = ControlClient(ctx, endpoint)
     try:
         return await client.request(msg, timeout)
@@ -50,7 +60,7 @@ async def _ask(ctx: zmq.asyncio.Context, run_dir: str, name: str, msg, timeout: 
 
 async def ask_all(config: Config, requests: dict[str, object], timeout: float) -> dict[str, object]:
     """One control request to each named service at once (`status`, the metrics scrape): each
-    answer, or the exception it ended in (NotRunning, BusTimeout, RemoteError)."""
+    answer, or the exception it ended in (NotRunning, NoAccess, BusTimeout, RemoteError)."""
     ctx = zmq.asyncio.Context()
     try:
         answers = await asyncio.gather(*(_ask(ctx, config.paths.run_dir, name, msg, timeout)
@@ -68,7 +78,7 @@ async def collect(config: Config, timeout: float = 1.0) -> Health:
         answer = answers[name]
         if isinstance(answer, ServiceStatus):
             services.append(ServiceHealth(name, answer.state, answer.pid, answer.uptime_s, dict(answer.details)))
-        elif isinstance(answer, (BusTimeout, RemoteError, NotRunning)):
+        elif isinstance(answer, (BusTimeout, RemoteError, NotRunning, NoAccess)):
             services.append(ServiceHealth(name, "down", error=str(answer)))
         else:
             services.append(ServiceHealth(name, "down", error=repr(answer)))

@@ -25,7 +25,8 @@ def read(path: str | Path) -> tuple[np.ndarray, int]:
         raise WavError(f"{path}: not a readable WAV file ({exc})") from None
     if width != 2:
         raise WavError(f"{path}: {8 * width}-bit samples; a 16-bit PCM WAV file is needed")
-    pcm = np.frombuffer(data, dtype="<i2")
+    usable = len(data) // (2 * channels) * 2 * channels  # a truncated file: its whole frames
+    pcm = np.frombuffer(data[:usable], dtype="<i2")
     if channels > 1:
         pcm = np.round(pcm.reshape(-1, channels).mean(axis=1)).astype(np.int16)
     return pcm, rate

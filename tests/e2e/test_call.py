@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-from appliance.bench.calldrive import baresip_call, caller_voice, write_ulaw_wav
-from appliance.speech import wavfile
-from appliance.bench.sipdrive import sipp, sipp_counts
-from appliance.bench.wiretap import RtpTap
-from appliance.bench.callers import BookingCaller
-from appliance.bench.softphone import Softphone, converse
 
 from appliance.agent.records import CallRecords
+from appliance.bench.calldrive import baresip_call, caller_voice, write_ulaw_wav
+from appliance.bench.callers import BookingCaller
+from appliance.bench.sipdrive import sipp, sipp_counts
+from appliance.bench.softphone import Softphone, converse
+from appliance.bench.wiretap import RtpTap
 from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished
+from appliance.speech import wavfile
 from appliance.speech.textnorm import for_wer
 
 

@@ -167,10 +167,12 @@ def test_restarts_come_from_systemd_when_it_runs_the_units(tmp_path, monkeypatch
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     config = parse(f'[paths]\nrun_dir = "{tmp_path}/run"\n')
-    monkeypatch.setattr("appliance.runtime.units.booted", lambda: False)
-    s = Scrape(generate_latest(Exporter(config, timeout=0.3).registry).decode())
-    assert "appliance_service_restarts_total" not in s.text  # not a systemd box: nothing to ask
     monkeypatch.setattr("appliance.runtime.units.booted", lambda: True)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    s = Scrape(generate_latest(Exporter(config, timeout=0.3).registry).decode())
+    assert "appliance_service_restarts_total" not in s.text  # sipd is not a unit's process: nothing to ask
+    assert not (tmp_path / "args").exists()
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
     s = Scrape(generate_latest(Exporter(config, timeout=0.3).registry).decode())
     assert (tmp_path / "args").read_text().split()[-4:] == [f"appliance-{n}.service" for n in
                                                              ("sipd", "asrd", "agentd", "ttsd")]

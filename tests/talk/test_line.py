@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from talkutil import dominant_hz, rms, tone, write_wav
 
 from appliance.cli.main import cli
-from appliance.talk.line import FRAME, LineError, SoundDeviceLine, WavLine
 from appliance.speech import wavfile
+from appliance.talk.line import FRAME, LineError, SoundDeviceLine, WavLine
 
 
 def test_a_wav_of_any_rate_is_said_as_16khz_frames_then_silence_and_what_is_heard_is_recorded(tmp_path):
@@ -45,6 +45,10 @@ def test_unusable_wav_files_are_one_line_errors(tmp_path):
     eight = write_wav(tmp_path / "8bit.wav", np.full(800, 128, np.uint8), 8000, width=1)
     with pytest.raises(LineError, match="8-bit samples"):
         WavLine(eight)
+    # cut off mid-frame (a copy that did not finish): the whole frames are read, no traceback
+    cut = write_wav(tmp_path / "cut.wav", np.full(1600, 1000, np.int16), 16000, channels=2)
+    cut.write_bytes(cut.read_bytes()[:-3])
+    assert WavLine(cut).mic_seconds == pytest.approx(799 / 16000, abs=FRAME / 16000)
 
 
 class FakeStream:

@@ -22,10 +22,10 @@ from appliance.bench.sipdrive import EventLog, Sipd, free_port
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Hangup
 from appliance.cli.main import cli
 from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
+from appliance.speech import wavfile
 from appliance.talk.line import WavLine
 from appliance.talk.session import talk
 from appliance.talk.uac import CallFailed, Uac
-from appliance.speech import wavfile
 
 
 @pytest.fixture

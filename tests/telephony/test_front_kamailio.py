@@ -62,7 +62,7 @@ class Front:
         not the PBX)."""
         return self.ask("OPTIONS", f"sip:127.0.0.1:{self.port}", timeout=0.2) is not None
 
-    def ask(self, method: str, ruri: str, to_tag: str = "", timeout: float = 2.0) -> str | None:
+    def ask(self, method: str, ruri: str, to_tag: str = "", route: str = "", timeout: float = 2.0) -> str | None:
         """One request straight from a socket; the status line of the answer, or None."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
@@ -72,6 +72,7 @@ class Front:
                       f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{time.monotonic_ns()}\r\n"
                       f"From: <sip:probe@127.0.0.1:{port}>;tag=1\r\n"
                       f"To: <{ruri}>{';tag=' + to_tag if to_tag else ''}\r\n"
+                      f"{'Route: <' + route + '>' + chr(13) + chr(10) if route else ''}"
                       f"Call-ID: probe-{time.monotonic_ns()}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
                       "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", self.port))
             try:
@@ -186,6 +187,15 @@ def test_a_box_that_hangs_up_reaches_the_pbx_through_the_front(site, tmp_path):
     assert end_reason(events) == "fallback-message"
 
 
+def probed(box: Sipd, times: int = 2, timeout: float = 10) -> None:
+    """Wait until the front's OPTIONS probe has reached ``box`` ``times`` more times."""
+    seen = box.status().details["sip_received"]
+    deadline = time.monotonic() + timeout
+    while box.status().details["sip_received"] < seen + times:
+        assert time.monotonic() < deadline, "the front did not probe the box"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("probe_s", [30, 1])
 def test_a_full_box_is_skipped_for_the_next(site, tmp_path, probe_s):
     """Between probes a full box answers the INVITE 503 and the front tries the next box; once
@@ -194,24 +204,27 @@ def test_a_full_box_is_skipped_for_the_next(site, tmp_path, probe_s):
     full, spare = box(max_calls=1), box()
     events = EventLog(full.run_dir)
     (tmp_path / "direct").mkdir()  # straight to the first box: it is now at its max_calls
-    holding = call(full.port, tmp_path / "direct", hold_ms=8000, timeout=30, background=True)
-    events.collect(until=lambda e: isinstance(e, CallStarted), timeout=10)
-    events.close()
-    # 8: always the first box that is up
-    f = front([uri(full), uri(spare)], front_algorithm=8, front_probe_interval=probe_s)
-    if probe_s == 1:
-        time.sleep(2.5)  # two probes
-    events = EventLog(spare.run_dir)
-    out = call(f.port, tmp_path, hold_ms=500, timeout=30)
-    assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
-    assert end_reason(events) == "caller-hangup"
-    busy = full.status().details["refused_busy"]
-    if probe_s == 30:
-        assert busy == 1 and "moved to the next box" in f.output()
-    else:
-        assert busy == 0 and "moved to the next box" not in f.output()
-    stdout, _ = holding.communicate(timeout=30)
-    assert sipp_counts(stdout) == (1, 0)
+    holding = call(full.port, tmp_path / "direct", hold_ms=60000, timeout=90, background=True)
+    try:
+        events.collect(until=lambda e: isinstance(e, CallStarted), timeout=10)
+        events.close()
+        # 8: always the first box that is up
+        f = front([uri(full), uri(spare)], front_algorithm=8, front_probe_interval=probe_s)
+        if probe_s == 1:
+            probed(full)
+        assert full.status().details["active_calls"] == 1
+        events = EventLog(spare.run_dir)
+        out = call(f.port, tmp_path, hold_ms=500, timeout=30)
+        assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
+        assert end_reason(events) == "caller-hangup"
+        busy = full.status().details["refused_busy"]
+        if probe_s == 30:
+            assert busy == 1 and "moved to the next box" in f.output()
+        else:
+            assert busy == 0 and "moved to the next box" not in f.output()
+    finally:
+        holding.kill()
+        holding.communicate()
 
 
 def test_a_dead_box_times_out_and_the_call_moves_to_the_next(site, tmp_path):
@@ -237,16 +250,22 @@ def test_only_the_pbx_may_call_through_the_front(site, tmp_path):
 
 
 def test_the_front_relays_no_in_dialog_request_it_did_not_route(site, tmp_path):
-    """A BYE with a To tag but no Route through the front (a forged or stray one) is answered
-    404 here, not sent on to wherever its Request-URI points: the front is no open relay."""
+    """An in-dialog request (a To tag) that the front did not record-route, forged or stray, is
+    answered here, not sent on to wherever its Request-URI or its Route points: the front is
+    no open relay. Only a route set starting at the front itself goes on (to the box's 481)."""
     box, front = site
     a = box()
     f = front([uri(a)], front_probe_interval=30)  # no OPTIONS probe reaches the box meanwhile
     events = EventLog(a.run_dir)
     assert f.ask("BYE", f"sip:agent@127.0.0.1:{a.port}", to_tag="made-up") == "SIP/2.0 404 Not Here"
     assert f.ask("INFO", f"sip:agent@127.0.0.1:{a.port}", to_tag="made-up") == "SIP/2.0 404 Not Here"
+    # a route set that does not start at the front: not relayed to its first hop either
+    assert f.ask("BYE", "sip:agent@192.0.2.1", to_tag="made-up",
+                 route=f"sip:127.0.0.1:{a.port};lr") == "SIP/2.0 403 Route Not Here"
+    assert f.ask("BYE", f"sip:agent@127.0.0.1:{a.port}", to_tag="made-up",
+                 route=f"sip:127.0.0.1:{f.port};lr") == "SIP/2.0 481 Call/Transaction Does Not Exist"
     assert f.ask("MESSAGE", f"sip:agent@127.0.0.1:{a.port}") == "SIP/2.0 405 Method Not Allowed"
-    assert events.collect(timeout=1) == [] and a.status().details["sip_received"] == 0
+    assert events.collect(timeout=1) == [] and a.status().details["sip_received"] == 1  # that one BYE
     events.close()
 
 
@@ -262,9 +281,9 @@ def test_a_drained_box_is_left_out_by_the_probe_until_the_drain_is_lifted(site, 
                        check=True, capture_output=True, timeout=60)
 
     drain()
-    time.sleep(2.5)  # two probes
+    probed(first)  # answered 503: out
     assert answered_by_one(first, second, f, tmp_path) == "second"
     drain("--off")
-    time.sleep(2.5)
+    probed(first)  # answered 200: back in
     assert answered_by_one(first, second, f, tmp_path) == "first"
     assert first.status().details["refused_draining"] == 0  # no INVITE was spent on the drained box

@@ -13,10 +13,9 @@ import pytest
 from sipd_harness import EventLog, Sipd
 
 from appliance.bench.calldrive import baresip_config
-
-from appliance.speech import wavfile
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
 from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
+from appliance.speech import wavfile
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="scripts/test installs baresip")
 

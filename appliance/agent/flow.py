@@ -170,6 +170,21 @@ def _empty(data: Any) -> bool:
 
 
 # -- the flow --------------------------------------------------------------------------------------
+BARE_NO_WORDS = 4  # "No.", "No, thanks.", "Nope, that's it.", "No, nothing else."
+_WORD = re.compile(r"[\w']+")
+
+
+def _declines(u, intent: Intent | None) -> bool:
+    """A bare "no" while nothing is under way: every open question then is "how can I help" or
+    "anything else?", so the caller is done. Not "no, what are your hours" (longer), nor "no,
+    I want to book" (an intent with a flow), nor a no with a date or time in it."""
+    if getattr(u, "yes_no", None) != "no" or getattr(u, "slots", None):
+        return False
+    if intent is not None and (intent.node or intent.transfer):
+        return False
+    return len(_WORD.findall(getattr(u, "text", "") or "")) <= BARE_NO_WORDS
+
+
 class Flow:
     def __init__(self, agent: AgentDef):
         self.agent = agent
@@ -251,6 +266,9 @@ class Flow:
 
     # -- the steps --------------------------------------------------------------------------------
     def _listening(self, state: FlowState, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
+        if _declines(u, intent):  # "No." to "Is there anything else I can help with?": done
+            return replace(self._understood(state), node=None), [Say(render(self.agent.goodbye, state.slots)),
+                                                                 Hangup("goodbye")]
         if intent is not None:
             return self._route(state, intent, u)
         entry = self.agent.answer(getattr(u, "knowledge_id", None))

@@ -77,6 +77,10 @@ def demo(ctx: click.Context, keep: bool) -> None:
             click.echo("\n== summary")
             if calls:
                 call = records.get_call(calls[0].id)
+                settle = time.monotonic() + 5  # agentd closes the record just after the call ends
+                while call.outcome == "in-progress" and time.monotonic() < settle:
+                    time.sleep(0.2)
+                    call = records.get_call(calls[0].id)
                 totals = [t.latency.get("total") for t in call.turns if t.role == "agent" and t.latency
                           and t.latency.get("total")]
                 booked = [t for t in call.tools if t.tool == "book_appointment" and t.status == "ok"]

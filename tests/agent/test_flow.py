@@ -328,6 +328,28 @@ def test_goodbye_hangs_up_and_billing_goes_to_billing():
     assert actions[-1].uri == "sip:billing@pbx.local" and actions[-1].context["reason"] == "flow billing"
 
 
+def test_a_bare_no_to_anything_else_ends_the_call_and_only_then():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("Yes", yes_no="yes")
+    assert texts(call.tool(data={"id": 1, "date": "2026-11-26", "time": "09:30"}))[-1].endswith(
+        "Is there anything else I can help with?")
+    # the caller said "No," and paused: the endpoint cut it there ("hello" was the nearest intent)
+    assert call.hear("No.", yes_no="no", intent="hello") == [Say(AGENT.goodbye), Hangup("goodbye")]
+    assert Call().hear("No, thanks.", yes_no="no") == [Say(AGENT.goodbye), Hangup("goodbye")]
+    # not a bare no: a question, a flow asked for, a no carrying a time
+    assert texts(Call().hear("No, what time do you open on Saturday?", yes_no="no", intent="opening_hours"))[0] \
+        .startswith("We're open")
+    assert Hangup("goodbye") not in Call().hear("No, I want to book", yes_no="no", intent="book_appointment")
+    assert Hangup("goodbye") not in Call().hear("No, at ten", yes_no="no", slots={"time": "10:00"})
+    # and mid-booking a "no" is an answer, never a goodbye
+    booking = Call()
+    booking.hear("I'd like to book an appointment", intent="book_appointment")
+    assert Hangup("goodbye") not in booking.hear("No.", yes_no="no", intent="hello")
+    booking.book_until_confirm()
+    assert Hangup("goodbye") not in booking.hear("No.", yes_no="no")
+
+
 def test_a_late_tool_result_is_ignored():
     call = Call()
     call.hear("When are you open?", intent="opening_hours")

@@ -174,6 +174,15 @@ BARE_NO_WORDS = 4  # "No.", "No, thanks.", "Nope, that's it.", "No, nothing else
 _WORD = re.compile(r"[\w']+")
 
 
+_QUESTION_START = re.compile(r"^\W*(?:what|when|where|how|who|which|why|whose|do|does|did|is|are|was|were|can|"
+                             r"could|will|would|should|may|have|has|any|i'd like to know|tell me)\b", re.I)
+
+
+def _is_question(text: str) -> bool:
+    """Asked, by its mark or its first word (a recogniser sometimes drops the mark)."""
+    return isinstance(text, str) and (text.rstrip().endswith("?") or bool(_QUESTION_START.match(text)))
+
+
 def _declines(u, intent: Intent | None) -> bool:
     """A bare "no" while nothing is under way: every open question then is "how can I help" or
     "anything else?", so the caller is done. Not "no, what are your hours" (longer), nor "no,
@@ -319,9 +328,11 @@ class Flow:
         return self._aside(state, u, intent)
 
     def _aside(self, state: FlowState, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
-        """Mid-flow, a question we know the answer to gets it, then the flow's question again."""
+        """Mid-flow, a question we know the answer to gets it, then the flow's question again. An
+        answer that fits nothing ("at an AM", a misheard "at ten AM") is no question: the flow's
+        question again, not the nearest piece of knowledge."""
         entry = self.agent.answer(intent.knowledge if intent is not None else getattr(u, "knowledge_id", None))
-        if entry is not None:
+        if entry is not None and _is_question(getattr(u, "text", "")):
             return self._understood(state), [Say(entry.answer), Say(self._question(state))]
         return self._not_understood(state, self._question(state))
 

@@ -5,6 +5,14 @@ re-asks, as a person would, instead of the script drifting out of step."""
 from __future__ import annotations
 
 
+# What a person says when the same answer was not understood: the same thing another way.
+REPHRASED = {
+    "At 10 am, please.": ("Ten in the morning, please.", "At ten o'clock in the morning."),
+    "Next Tuesday, please.": ("On Tuesday next week.", "Tuesday, please."),
+    "My name is John Smith.": ("John Smith.", "The name is John Smith."),
+}
+
+
 class BookingCaller:
     """Asks the Saturday opening hours (optionally), then books John Smith next Tuesday at 10."""
 
@@ -35,8 +43,12 @@ class BookingCaller:
             return self._say("No, that's all, thank you. Goodbye.")
         if "one moment" in text or "just a moment" in text:
             return ""
-        return self._say(self.last) if self.last else ""  # not understood: say it again
+        return self.last  # not understood: say it again (an aside, a filler: the question follows)
 
     def _say(self, sentence: str) -> str:
+        """``sentence``; asked for the same answer again, the next way of saying it."""
+        ways = (sentence, *REPHRASED.get(sentence, ()))
+        if self.last in ways:
+            sentence = ways[(ways.index(self.last) + 1) % len(ways)]
         self.last = sentence
         return sentence

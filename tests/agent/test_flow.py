@@ -211,6 +211,21 @@ def test_a_question_mid_booking_is_answered_and_the_booking_goes_on():
         "We're at 12 Harbour Street, next to the pharmacy, in the Riverside shopping area.",
         "What day would you like to come in?"]
     assert call.state.node == "book" and call.state.misunderstandings == 0
+    # asked without the mark (as a recogniser may write it): still a question
+    assert texts(call.hear("where are you again", knowledge_id="address"))[0].startswith("We're at")
+
+
+def test_a_misheard_answer_mid_booking_gets_the_question_again_not_the_nearest_knowledge():
+    """The demo's caller said "At 10 a.m." and Whisper wrote "at an AM, please.", whose nearest
+    knowledge is the opening hours: the caller wants the question again, not the hours."""
+    call = Call()
+    call.hear("I'd like to book an appointment", intent="book_appointment",
+              slots={"name": "Ann", "date": "2026-11-26"})
+    question = texts(call.hear("Thursday", slots={"date": "2026-11-26"}))[-1]
+    again = "Sorry, I didn't catch that. " + question
+    assert texts(call.hear("at an AM, please.", knowledge_id="opening_hours")) == [again]
+    assert call.state.node == "book"
+    assert texts(call.hear("ten in the morning", slots={"time": "10:00"}))[0].startswith("So that's an appointment")
 
 
 def test_a_tool_error_is_an_honest_apology_then_a_transfer():

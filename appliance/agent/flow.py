@@ -171,9 +171,6 @@ def _empty(data: Any) -> bool:
 
 # -- the flow --------------------------------------------------------------------------------------
 BARE_NO_WORDS = 4  # "No.", "No, thanks.", "Nope, that's it.", "No, nothing else."
-_WORD = re.compile(r"[\w']+")
-
-
 _QUESTION_START = re.compile(r"^\W*(?:what|when|where|how|who|which|why|whose|do|does|did|is|are|was|were|can|"
                              r"could|will|would|should|may|have|has|any|i'd like to know|tell me)\b", re.I)
 
@@ -191,7 +188,7 @@ def _declines(u, intent: Intent | None) -> bool:
         return False
     if intent is not None and (intent.node or intent.transfer):
         return False
-    return len(_WORD.findall(getattr(u, "text", "") or "")) <= BARE_NO_WORDS
+    return len((getattr(u, "text", "") or "").split()) <= BARE_NO_WORDS
 
 
 class Flow:

@@ -22,12 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .. import __version__
 from ..bus import BusTimeout, RemoteError
-from ..bus.messages import (
-    MetricsRequest,
-    ServiceMetrics,
-    StatusRequest,
-    SupervisorStatus,
-)
+from ..bus.messages import MetricsRequest, ServiceMetrics, StatusRequest, SupervisorStatus
 from ..config import Config
 from ..runtime import health, units
 from .series import CATALOGUE, View, family

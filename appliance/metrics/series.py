@@ -67,7 +67,8 @@ CATALOGUE: tuple[Series, ...] = (
     Series("appliance_active_calls", "gauge", "sipd", "calls sipd holds now (ringing or answered)"),
     Series("appliance_sip_calls_admitted_total", "counter", "sipd", "INVITEs admitted as calls"),
     Series("appliance_sip_calls_refused_total", "counter", "sipd", "INVITEs refused: busy (503 at sip.max_calls), "
-           "draining (503, appliancectl drain), forbidden (403 allow_from), rate (flood dropped), auth (bad digest credentials)", ("reason",)),
+           "draining (503, appliancectl drain), forbidden (403 allow_from), rate (flood dropped), "
+           "auth (bad digest credentials)", ("reason",)),
     Series("appliance_rtp_packets_received_total", "counter", "sipd", "RTP packets received from callers"),
     Series("appliance_rtp_packets_sent_total", "counter", "sipd", "RTP packets sent to callers"),
     Series("appliance_rtp_packets_lost_total", "counter", "sipd", "caller RTP packets that never arrived in time "

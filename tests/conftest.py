@@ -3,6 +3,7 @@ memory (/dev/shm) and real processes; nothing touches /etc, /run or /var."""
 
 from __future__ import annotations
 
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 
 from appliance.agent.example_tools import EXAMPLE_AGENT
 
-
+# Every peer a test spawns (baresip, SIPp, Kamailio, the services) inherits this: a crash leaves
+# no core file in the checkout (one was once committed by accident).
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 @pytest.fixture

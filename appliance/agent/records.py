@@ -28,12 +28,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from appliance.agent.tools import ToolStatus
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
 FILENAME = "calls.db"
 
 ROLES = ("agent", "caller", "system", "tool")
-TOOL_STATUSES = ("ok", "error", "timeout", "circuit-open")
 TRANSFER_KINDS = ("blind", "attended")
 OUTCOMES = ("in-progress", "completed", "transferred", "abandoned", "error")  # usual ones; others are kept
 LATENCY_STAGES = ("endpoint", "asr", "llm_first_token", "first_clause", "tts_first_audio", "total")
@@ -482,13 +483,15 @@ class CallRecords:
                              (call_id, time.monotonic_ns() if ts_ns is None else ts_ns, type, _dump(data)))
             return int(cur.lastrowid)
 
-    def add_tool_call(self, call_id: str, *, tool: str, args: Any = None, status: str = "ok", result: Any = None,
+    def add_tool_call(self, call_id: str, *, tool: str, args: Any = None, status: ToolStatus = ToolStatus.OK, result: Any = None,
                       error: str | None = None, duration_ms: float | None = None, attempts: int = 1,
                       turn_idx: int | None = None, ts_ns: int | None = None) -> int:
         """A tool call and how it went. Without ``turn_idx`` it belongs to the call's latest turn.
         When it failed, a text ``result`` is taken as the error."""
-        _check(status, TOOL_STATUSES, "tool status")
-        if status != "ok" and error is None and isinstance(result, str):
+        if status not in set(ToolStatus):
+            raise ValueError(f"tool status {status!r} is not one of {', '.join(ToolStatus)}")
+        status = ToolStatus(status)
+        if status is not ToolStatus.OK and error is None and isinstance(result, str):
             error, result = result, None
         with self._write() as db:
             self._require_call(db, call_id)

@@ -37,6 +37,7 @@ import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 log = logging.getLogger("appliance.tools")
@@ -44,12 +45,24 @@ log = logging.getLogger("appliance.tools")
 KINDS = ("http", "python")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_METHODS = ("POST", "PUT", "PATCH")
-STATUSES = ("ok", "error", "timeout", "circuit-open", "invalid-args", "unknown-tool")
 ARG_TYPES = ("string", "integer", "number", "boolean")
 MAX_RESPONSE_BYTES = 1 << 20
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+
+
+class ToolStatus(StrEnum):
+    """How a tool call ended: the one list the runner, the flow and the call record share."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CIRCUIT_OPEN = "circuit-open"
+    INVALID_ARGS = "invalid-args"
+    UNKNOWN_TOOL = "unknown-tool"
 
 
 # -- specs -------------------------------------------------------------------------------------
@@ -311,7 +324,7 @@ def check_spec(spec: ToolSpec | Mapping[str, Any]) -> list[str]:
 # -- results -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ToolResult:
-    status: str  # one of STATUSES
+    status: ToolStatus
     data: dict | None = None  # on ok
     error: str = ""  # human-readable, on anything but ok
     duration_ms: float = 0.0
@@ -321,13 +334,13 @@ class ToolResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is ToolStatus.OK
 
 
 class _Failure(Exception):
     """One failed attempt: ``retryable`` under the tool's policy, ``breaker`` counts against it."""
 
-    def __init__(self, message: str, *, status: str = "error", retryable: bool = False, breaker: bool = True,
+    def __init__(self, message: str, *, status: ToolStatus = ToolStatus.ERROR, retryable: bool = False, breaker: bool = True,
                  http_status: int | None = None):
         super().__init__(message)
         self.status = status
@@ -540,24 +553,24 @@ class ToolRunner:
         t0 = time.monotonic()
         args = {} if args is None else args
 
-        def result(status: str, *, data=None, error="", attempts=0, http_status=None) -> ToolResult:
+        def result(status: ToolStatus, *, data=None, error="", attempts=0, http_status=None) -> ToolResult:
             return ToolResult(status=status, data=data, error=error, duration_ms=(time.monotonic() - t0) * 1000.0,
                               attempts=attempts, tool=name, http_status=http_status)
 
         spec = self.specs.get(name)
         if spec is None:
             known = ", ".join(self.specs) or "none"
-            return result("unknown-tool", error=f"unknown tool {name!r} (known: {known})")
+            return result(ToolStatus.UNKNOWN_TOOL, error=f"unknown tool {name!r} (known: {known})")
         problems = validate_args(spec.args_schema, args)
         if problems:
-            return result("invalid-args", error=f"{name}: " + "; ".join(problems))
+            return result(ToolStatus.INVALID_ARGS, error=f"{name}: " + "; ".join(problems))
         breaker = self._breakers[name]
         breaker.calls += 1
         if not breaker.admit(self._clock()):
             breaker.rejected += 1
             left = max(0.0, breaker.open_s - (self._clock() - breaker.opened_at))
             why = "a probe is in flight" if breaker.state == "half-open" else f"retrying in {left:.1f} s"
-            return result("circuit-open", error=f"{name} is unavailable after {breaker.failures} failures "
+            return result(ToolStatus.CIRCUIT_OPEN, error=f"{name} is unavailable after {breaker.failures} failures "
                                                 f"({why}); last error: {breaker.last_error}")
         budget = spec.timeout_s * ((spec.retries + 1) if spec.kind == "http" else 1)
         if deadline_s is not None:
@@ -573,8 +586,8 @@ class ToolRunner:
                 data, attempts, code = await self._call_http(spec, args, end)
             verdict = True
             breaker.ok += 1
-            breaker.last_status = "ok"
-            return result("ok", data=data, attempts=attempts, http_status=code)
+            breaker.last_status = ToolStatus.OK
+            return result(ToolStatus.OK, data=data, attempts=attempts, http_status=code)
         except _Failure as f:
             verdict = not f.breaker
             breaker.errors += 1
@@ -608,7 +621,7 @@ class ToolRunner:
         fn = self._resolve(spec)
         left = end - time.monotonic()
         if left <= 0:
-            raise _Failure(f"{spec.name}: no time left before the deadline", status="timeout")
+            raise _Failure(f"{spec.name}: no time left before the deadline", status=ToolStatus.TIMEOUT)
         try:
             if inspect.iscoroutinefunction(fn):
                 value = await asyncio.wait_for(fn(**args), left)
@@ -618,7 +631,7 @@ class ToolRunner:
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, max(0.0, end - time.monotonic()))
         except asyncio.TimeoutError:
-            raise _Failure(f"{spec.name}: no answer within {left:.2f} s", status="timeout") from None
+            raise _Failure(f"{spec.name}: no answer within {left:.2f} s", status=ToolStatus.TIMEOUT) from None
         except _Failure:
             raise
         except Exception as exc:  # noqa: BLE001 - the tool's exception is its result
@@ -659,14 +672,14 @@ class ToolRunner:
             left = end - time.monotonic()
             try:
                 if left <= 0.001:
-                    raise _Failure(f"{spec.name}: no time left before the deadline", status="timeout",
+                    raise _Failure(f"{spec.name}: no time left before the deadline", status=ToolStatus.TIMEOUT,
                                    retryable=False)
                 limit = min(spec.timeout_s, left)
                 try:
                     status, _headers, data = await asyncio.wait_for(
                         http_request(method, url, headers=spec.headers, body=body), limit)
                 except asyncio.TimeoutError:
-                    raise _Failure(f"{spec.name}: no answer within {limit:.2f} s", status="timeout",
+                    raise _Failure(f"{spec.name}: no answer within {limit:.2f} s", status=ToolStatus.TIMEOUT,
                                    retryable=idempotent) from None
                 except ConnectionRefusedError:
                     raise _Failure(f"{spec.name}: cannot connect to {urllib.parse.urlsplit(url).netloc}: "
@@ -719,7 +732,7 @@ async def call_with_filler(runner: ToolRunner | None, name: str, args: Mapping[s
     """``runner.call`` that invokes ``on_filler()`` once if the answer takes longer than
     ``filler_after_s`` ("One moment while I check that."). Cancelling this cancels the call."""
     if runner is None:
-        return ToolResult("unknown-tool", error=f"no tools are configured for this agent (asked for {name!r})",
+        return ToolResult(ToolStatus.UNKNOWN_TOOL, error=f"no tools are configured for this agent (asked for {name!r})",
                           tool=name)
     task = asyncio.ensure_future(runner.call(name, args, deadline_s=deadline_s))
     try:

@@ -6,6 +6,7 @@ caller turns from a WAV and recording what they hear. Shared by the end-to-end t
 from __future__ import annotations
 
 import random
+import resource
 import shutil
 import subprocess
 import time
@@ -30,22 +31,31 @@ class Appliance:
         cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
                        f'rtp_port_min = {rtp}\nrtp_port_max = {rtp + 199}\n')
         install_example_agent(Path(sandbox["root"]) / "agents", booking_url)
-        self.services = {n: Service(sandbox, n).start(wait_ready=False) for n in SERVICES}
-        deadline = time.monotonic() + 90
-        for name, svc in self.services.items():
-            while True:
-                try:
-                    if svc.status().state == "ready":
-                        break
-                except Exception:
-                    pass
-                if svc.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start:\n{svc.output()}")
-                time.sleep(0.2)
-        self.events = EventLog(str(sandbox["run_dir"]), services=SERVICES)
+        self.services: dict[str, Service] = {}
+        self.events: EventLog | None = None
+        try:
+            for n in SERVICES:
+                self.services[n] = Service(sandbox, n).start(wait_ready=False)
+            deadline = time.monotonic() + 90
+            for name, svc in self.services.items():
+                while True:
+                    try:
+                        if svc.status().state == "ready":
+                            break
+                    except Exception:
+                        pass
+                    if svc.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} did not start:\n{svc.output()}")
+                    time.sleep(0.2)
+            self.events = EventLog(str(sandbox["run_dir"]), services=SERVICES)
+        except BaseException:  # a service that fails (or a signal) stops the ones already started
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        self.events.close()
+        if self.events is not None:
+            self.events.close()
+            self.events = None
         for svc in self.services.values():
             svc.stop()
 
@@ -109,6 +119,12 @@ snd_path {workdir}
     (workdir / "accounts").write_text(f"<sip:{caller}@127.0.0.1>;regint=0\n")
 
 
+def no_core_dumps() -> None:
+    """preexec_fn for the peers the harness spawns: a crashing softphone leaves no core file
+    in whatever directory it was started from (one was once committed by accident)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
     """baresip dialling the appliance with ``workdir/caller.wav`` as its microphone and a
     recording of what it hears in ``workdir/dump-*-dec.wav``; it hangs up after ``seconds``."""
@@ -117,7 +133,7 @@ def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
     baresip_config(workdir)
     return subprocess.Popen(["baresip", "-f", str(workdir), "-e", f"/dial sip:agent@127.0.0.1:{port}",
                              "-t", str(int(seconds + 1))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=workdir, preexec_fn=no_core_dumps)
 
 
 def baresip_call(workdir: Path, port: int, script: list[tuple[float, str]], *, seconds: float) -> Path:

@@ -22,6 +22,7 @@ from ..agent.records import CallRecords
 from ..config import Config
 from ..speech import wavfile
 from .calldrive import Appliance, caller_wav, start_baresip
+from .preflight import require_models
 from .sandboxcfg import configured_sandbox
 from .stats import summarize, table
 
@@ -50,15 +51,17 @@ def run(config: Config, *, calls: int = 1, turns: int = 3, late_s: float = 4.0) 
     """The whole appliance in a sandbox, with ``config``'s models and backends (CPU or GPU)."""
     from ..agent.example_tools import BookingServerThread
 
+    require_models(config)
     sandbox = configured_sandbox(config, agent={"default": ""})  # the sandbox has the example agent only
     (Path(sandbox["root"]) / "agents").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     script = [(GAP_S if i else 10.0, TURNS[i % len(TURNS)]) for i in range(turns)]
     latencies, failed, stages = [], 0, {}
+    app, phones = None, []
     with BookingServerThread(str(work / "bookings.db")) as booking:
-        app = Appliance(sandbox, booking.url)
         try:
-            phones, plans = [], []
+            app = Appliance(sandbox, booking.url)
+            plans = []
             for c in range(calls):
                 d = work / f"caller{c}"
                 _, ends, length = caller_wav(d, script, GAP_S)
@@ -86,7 +89,12 @@ def run(config: Config, *, calls: int = 1, turns: int = 3, late_s: float = 4.0) 
                         for k, v in turn.latency.items():
                             stages.setdefault(k, []).append(v)
         finally:
-            app.stop()
+            for phone in phones:
+                if phone.poll() is None:
+                    phone.kill()
+                    phone.wait()
+            if app is not None:
+                app.stop()
             shutil.rmtree(sandbox["root"], ignore_errors=True)
             shutil.rmtree(sandbox["shm_dir"], ignore_errors=True)
     return {"bench": "latency", "calls": calls, "turns": turns, "late_s": late_s,

@@ -63,6 +63,7 @@ class Service:
         self.run_dir = str(sandbox["run_dir"])
         self.shm_dir = sandbox["shm_dir"]
         self.proc: subprocess.Popen | None = None
+        self.log = None
 
     def start(self, timeout: float = 60.0, wait_ready: bool = True):
         self.log = open(Path(self.sandbox["root"]) / f"{self.name}.log", "w+")
@@ -80,9 +81,11 @@ class Service:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} died at start:\n" + self.output())
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready:\n" + self.output())
+        raise RuntimeError(f"{self.name} not ready:\n" + self.stop())  # a failed start leaves no process
 
     def output(self) -> str:
+        if self.log is None:
+            return ""
         self.log.flush()
         self.log.seek(0)
         return self.log.read()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..speech import wavfile
-from .calldrive import baresip_config, caller_voice
+from .calldrive import baresip_config, caller_voice, no_core_dumps
 from .sipdrive import free_port
 
 PAD_S = 60.0  # silence after each turn, longer than any agent answer
@@ -35,7 +35,8 @@ class Softphone:
             f.write(f"module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{self.ctrl_port}\n")
         with open(workdir / "baresip.log", "wb") as log:
             self.proc = subprocess.Popen(["baresip", "-f", str(workdir), "-t", str(int(max_seconds))],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=workdir, preexec_fn=no_core_dumps)
         self.sock = self._connect()
         self._buf = b""
         self.turns = 0

@@ -13,14 +13,19 @@ to the first frame in the out-ring (tts.started), plus the backend's real-time f
 
 from __future__ import annotations
 
+import shutil
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..bus.messages import AsrFinal, Say, SpeechStopped, TtsFinished, TtsStarted
 from ..config import Config
 from ..speech import wavfile
+from .preflight import require_models
 from .sandboxcfg import configured_sandbox
 from .sipdrive import EventLog, Service
 from .speechdrive import CallSource, play
@@ -38,6 +43,26 @@ AGENT_SENTENCES = [
     "Is there anything else I can help you with?",
     "Thanks for calling, goodbye!",
 ]
+
+
+@contextmanager
+def sandboxed(sandbox: dict, name: str) -> Iterator[tuple[Service, CallSource, EventLog]]:
+    """One service of the sandbox running, a call source and its events; on any way out (a
+    failed start included) the service is stopped and the sandbox's dirs are removed."""
+    service, source, events = Service(sandbox, name), None, None
+    try:
+        service.start()
+        source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
+        events = EventLog(str(sandbox["run_dir"]), services=(name,))
+        yield service, source, events
+    finally:
+        if events is not None:
+            events.close()
+        if source is not None:
+            source.close()
+        service.stop()
+        shutil.rmtree(sandbox["root"], ignore_errors=True)
+        shutil.rmtree(sandbox["shm_dir"], ignore_errors=True)
 
 
 def phone_line(pcm: np.ndarray) -> np.ndarray:
@@ -62,12 +87,11 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
     clips = sorted(p for p in directory.glob("*.wav") if p.with_suffix(".txt").exists())
     if not clips:
         raise RuntimeError(f"no WAV files with a .txt transcript beside them in {directory}")
-    sandbox = configured_sandbox(config, asr={"model": model, "early_decode_ms": early_ms})
-    asrd = Service(sandbox, "asrd").start()
-    source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
-    events = EventLog(str(sandbox["run_dir"]), services=("asrd",))
+    overrides = {"model": model, "early_decode_ms": early_ms}
+    require_models(replace(config, asr=replace(config.asr, **overrides)), ("asrd",))
+    sandbox = configured_sandbox(config, asr=overrides)
     rows, latencies, decodes, refs, hyps = [], [], [], [], []
-    try:
+    with sandboxed(sandbox, "asrd") as (asrd, source, events):
         for n, clip in enumerate(clips * repeat):
             call = f"bench{n}"
             writer = source.attach(asrd, call)[call]
@@ -98,10 +122,6 @@ def run_asr(config: Config, directory: Path, *, model: str, g711: bool, early_ms
             while asrd.status().details["calls"] and time.monotonic() < deadline:
                 time.sleep(0.05)
         status = asrd.status().details
-    finally:
-        events.close()
-        source.close()
-        asrd.stop()
     return {
         "bench": "asr", "dir": str(directory), "model": model, "g711": g711, "early_decode_ms": early_ms,
         "clips": len(clips), "wer": round(jiwer.wer(refs, hyps), 4),
@@ -129,6 +149,7 @@ def run_tts(config: Config, *, repeat: int = 3) -> dict:
     from ..speech.backends import make_tts
     from ..speech.textnorm import for_speech
 
+    require_models(config, ("ttsd",))
     # Real-time factor of the backend alone, in this process.
     backend = make_tts(config)
     rtf, first_chunk = [], []
@@ -143,11 +164,8 @@ def run_tts(config: Config, *, repeat: int = 3) -> dict:
         rtf.append(took / max(sum(len(c) for c in chunks) / backend.sample_rate, 1e-3))
     # Time to first audio through the real ttsd process (tts.say → first frame in the ring).
     sandbox = configured_sandbox(config)
-    ttsd = Service(sandbox, "ttsd").start()
-    source = CallSource(sandbox["run_dir"], sandbox["shm_dir"])
-    events = EventLog(str(sandbox["run_dir"]), services=("ttsd",))
     first_audio = []
-    try:
+    with sandboxed(sandbox, "ttsd") as (ttsd, source, events):
         source.start_call("bench")
         time.sleep(0.3)
         for i, sentence in enumerate(AGENT_SENTENCES * repeat):
@@ -156,10 +174,6 @@ def run_tts(config: Config, *, repeat: int = 3) -> dict:
                 raise RuntimeError(f"ttsd refused: {reply}")
             events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == f"t{i}", timeout=30)
         first_audio = [e.latency_ms for e in events.of(TtsStarted)]
-    finally:
-        events.close()
-        source.close()
-        ttsd.stop()
     return {"bench": "tts", "backend": backend.name, "sentences": len(AGENT_SENTENCES) * repeat,
             "first_audio_ms": summarize(first_audio), "backend_first_chunk_ms": summarize(first_chunk, 1000),
             "rtf": summarize(rtf)}

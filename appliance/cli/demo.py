@@ -33,7 +33,15 @@ def demo(ctx: click.Context, keep: bool) -> None:
     from .liveview import LiveView
     from .main import _load
 
-    models_dir = _load(ctx).paths.models_dir
+    from ..bench.preflight import require_models
+    from ..models.errors import ModelError
+
+    loaded = _load(ctx)
+    try:
+        require_models(loaded)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    models_dir = loaded.paths.models_dir
     work = Path(tempfile.mkdtemp(prefix="appliance-demo-"))
     shm = tempfile.mkdtemp(prefix="appliance-demo-", dir="/dev/shm")
     port = free_port()

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from ..config import ConfigError, Config, default_path, load
+from ..config.loader import warnings as config_warnings
 from .bench import bench
 from .demo import demo
 from .drain import drain
@@ -24,7 +25,7 @@ from .logs import logs
 from .models import models
 from .talk import talk
 from .version import version
-from . import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
+from . import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_on_signals
 
 
 def _load(ctx: click.Context) -> Config:
@@ -41,6 +42,7 @@ def _load(ctx: click.Context) -> Config:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Operate the voice-agent appliance."""
+    exit_on_signals()
     ctx.obj = {"config": config_path}
 
 
@@ -70,9 +72,12 @@ def config_check(ctx: click.Context, file: str | None, as_json: bool) -> None:
         sys.exit(EXIT_USAGE)
     if as_json:
         click.echo(json.dumps({"valid": True, "source": config.source, "problems": [],
+                               "warnings": config_warnings(config),
                                "config": redacted(config)}, indent=2))
         return
     click.echo(f"config {config.source} is valid")
+    for line in config_warnings(config):
+        click.echo(f"  warning: {line}", err=True)
     click.echo(f"  services {', '.join(config.services.enabled)}; sip {config.sip.bind}:{config.sip.port}, "
                f"max {config.sip.max_calls} calls; run dir {config.paths.run_dir}")
 

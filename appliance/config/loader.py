@@ -178,11 +178,12 @@ def _cross_checks(config: Config) -> list[str]:
                             "put it in sip.password")
     if sip.mode == "register" and not (sip.registrar and sip.username):
         problems.append('sip.mode: "register" needs sip.registrar and sip.username')
-    for entry in sip.allow_from:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            problems.append(f'sip.allow_from: "{entry}" is not an IP address or CIDR')
+    for name in ("allow_from", "trunks"):
+        for entry in getattr(sip, name):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                problems.append(f'sip.{name}: "{entry}" is not an IP address or CIDR')
     try:
         ipaddress.ip_address(config.metrics.bind)
     except ValueError:
@@ -197,3 +198,16 @@ def _cross_checks(config: Config) -> list[str]:
     if len(set(config.services.enabled)) != len(config.services.enabled):
         problems.append(f"services.enabled: {config.services.enabled!r} lists a service twice")
     return problems
+
+
+def warnings(config: Config) -> list[str]:
+    """Valid but worth the admin's attention: `config check` prints these."""
+    out = []
+    if not config.sip.allow_from:
+        out.append("sip.allow_from is empty: only loopback and private addresses may call in; list your "
+                   "PBX/gateway (or 0.0.0.0/0 behind a firewall) to say so explicitly")
+    if not config.sip.trunks:
+        out.append("sip.trunks is empty: every source gets the per-source limits (unconfirmed_per_source); list "
+                   "your PBX/gateway so that one scanning address cannot hold more than sip.source_share of "
+                   "the calls")
+    return out

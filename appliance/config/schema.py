@@ -67,7 +67,19 @@ class Sip:
     retry_after: int = key(5, doc="seconds in Retry-After when at max_calls", min=1, max=3600)
     mode: str = key("trunk", doc="trunk: accept INVITEs from allowed addresses; register: also register to a PBX",
                     choices=("trunk", "register"))
-    allow_from: list[str] = key([], doc="source IPs/CIDRs allowed to call in; empty = any (use a firewall)")
+    allow_from: list[str] = key([], doc="source IPs/CIDRs allowed to call in; empty = loopback and private "
+                                        "addresses only (0.0.0.0/0 admits any, behind a firewall)")
+    trunks: list[str] = key([], doc="IPs/CIDRs of the PBXs/gateways that send calls: exempt from the per-source "
+                                    "limits below; when set, any other source holds at most source_share of "
+                                    "max_calls")
+    source_share: float = key(0.25, doc="the share of max_calls one source that is not a trunk may hold "
+                                        "(only when trunks is set)", min=0.01, max=1.0)
+    unconfirmed_per_source: int = key(4, doc="answered calls without their ACK that one non-trunk source may "
+                                             "hold, counting those that ended so in the last minute; its next "
+                                             "INVITE gets 503", min=1, max=1000)
+    ack_timeout: float = key(8.0, doc="seconds an answered call waits for its ACK before it is ended; a call "
+                                      "left unconfirmed 1 s gives its slot to a new call when the box is full",
+                             min=2.0, max=32.0)
     auto_answer: bool = key(True, doc="answer at once; false = wait for agentd's answer/reject control")
     answer_timeout: float = key(10.0, doc="seconds to wait for answer/reject before 480", min=0.5, max=120.0)
     rtp_port_min: int = key(20000, doc="first RTP port (even); each call takes a pair", min=1024, max=65534)

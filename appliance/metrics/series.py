@@ -49,7 +49,7 @@ class Series:
 
 STAGES = ("endpoint", "asr", "decide", "tts_first_audio", "total")  # agentd's TurnTiming.latency_ms()
 OUTCOMES = ("completed", "transferred", "abandoned", "error")  # as in the call record
-REFUSALS = ("busy", "draining", "forbidden", "rate", "auth")
+REFUSALS = ("busy", "draining", "forbidden", "rate", "auth", "unconfirmed", "share")
 TURN_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 TOOL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
@@ -68,7 +68,8 @@ CATALOGUE: tuple[Series, ...] = (
     Series("appliance_sip_calls_admitted_total", "counter", "sipd", "INVITEs admitted as calls"),
     Series("appliance_sip_calls_refused_total", "counter", "sipd", "INVITEs refused: busy (503 at sip.max_calls), "
            "draining (503, appliancectl drain), forbidden (403 allow_from), rate (flood dropped), "
-           "auth (bad digest credentials)", ("reason",)),
+           "auth (bad digest credentials), unconfirmed (503: the source holds too many calls it never ACKed), "
+           "share (503: a non-trunk source at its share of max_calls)", ("reason",)),
     Series("appliance_rtp_packets_received_total", "counter", "sipd", "RTP packets received from callers"),
     Series("appliance_rtp_packets_sent_total", "counter", "sipd", "RTP packets sent to callers"),
     Series("appliance_rtp_packets_lost_total", "counter", "sipd", "caller RTP packets that never arrived in time "

@@ -80,7 +80,7 @@ class Supervisor:
         lock_fd = acquire_instance_lock(run_dir, "supervisor")
         sweep_stale_rings(self.config)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stopping.set)
         ctx = zmq.asyncio.Context()
         control = ControlServer(ctx, endpoints.control(str(run_dir), "supervisor"))

@@ -127,11 +127,32 @@ class Call:
         self.log(logging.INFO, "answered: %s to %s:%d", self.negotiated.codec.name,
                  self.negotiated.remote_address, self.negotiated.remote_port)
 
+    @property
+    def confirmed(self) -> bool:
+        """The caller ACKed our 200: a real call, not a scanner's INVITE."""
+        return self.reliable is not None and self.reliable.acked.done() and bool(self.reliable.acked.result())
+
+    def unconfirmed_for(self, now: float) -> float:
+        """Seconds since our 200 without an ACK (0 when confirmed or not yet answered)."""
+        if self.state != "answered" or self.confirmed:
+            return 0.0
+        return now - self.answered_at
+
     async def _await_ack(self) -> None:
-        acked = await self.reliable.acked
+        try:
+            acked = await asyncio.wait_for(asyncio.shield(self.reliable.acked), self.ep.config.sip.ack_timeout)
+        except asyncio.TimeoutError:
+            acked = False
         if not acked and self.state == "answered":
-            self.log(logging.WARNING, "no ACK for our 200 within 64*T1: ending the call")
-            self.hangup("error: no ACK")
+            self.log(logging.WARNING, "no ACK for our 200 within %.0f s: ending the call", self.ep.config.sip.ack_timeout)
+            self.give_up_unconfirmed("error: no ACK")
+
+    def give_up_unconfirmed(self, reason: str) -> None:
+        """End a call whose ACK never came and free its slot now: the BYE still goes out, but a
+        peer that never ACKs will not answer it either, and must not hold a slot for 32 s."""
+        self.hangup(reason)
+        self.end(reason)
+        self.ep.unconfirmed_ended(self)
 
     def on_ack(self, ack: Request) -> None:
         """The ACK for our 2xx: matched on the CSeq of the INVITE it answers, whatever

@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import logging
 import time
+from collections import deque
 
 from ..bus.messages import Answer, CallStarted, Drain, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
 from ..config import Config
@@ -30,6 +31,11 @@ from .sip.transport import Peer, SipTransport
 log = logging.getLogger("appliance.sipd")
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, REFER"
+# Who may call in while sip.allow_from is empty: loopback, RFC 1918, IPv6 ULA and link-local.
+LOCAL_NETS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                      "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"))
+ACK_GRACE_S = 1.0  # an answered call without its ACK this long may give its slot to a new call
+STRIKE_WINDOW_S = 60.0  # how long a call that never got its ACK counts against its source
 KNOWN_EXTENSIONS = {"timer", "100rel", "replaces", "norefersub"}
 PASSED_HEADERS = ("User-Agent", "Subject", "Diversion", "P-Asserted-Identity", "Remote-Party-ID",
                   "Call-Info", "Alert-Info", "X-Caller-Context")
@@ -43,6 +49,9 @@ class SipEndpoint:
         self.codecs = [{"PCMU": sdp.PCMU, "PCMA": sdp.PCMA, "G722": sdp.G722}[c] for c in s.codecs]
         self.allow = ALLOW
         self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]
+        self.trunk_nets = [ipaddress.ip_network(a, strict=False) for a in s.trunks]
+        self.source_cap = max(1, int(s.max_calls * s.source_share))
+        self.unconfirmed_strikes: dict[str, deque[float]] = {}  # source -> when its unconfirmed calls ended
         self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
         self.invite_limit = RateLimiter(s.invite_rate)
         self.other_limit = RateLimiter(s.other_rate)
@@ -54,7 +63,8 @@ class SipEndpoint:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer: TransactionLayer | None = None
         self.counters = {"calls_total": 0, "refused_busy": 0, "refused_draining": 0, "refused_rate": 0,
-                         "refused_auth": 0, "refused_forbidden": 0, "unmatched": 0}
+                         "refused_auth": 0, "refused_forbidden": 0, "refused_unconfirmed": 0, "refused_share": 0,
+                         "evicted_unconfirmed": 0, "unmatched": 0}
         self.draining = False  # ctl.drain: new calls refused, calls in progress go on
         from ..metrics.series import SipdMetrics
 
@@ -129,12 +139,71 @@ class SipEndpoint:
             **({"pipeline_down": ",".join(self.watch.down), **self.watch.counters} if self.watch is not None else {}),
         }
 
-    def _refusal(self) -> str | None:
-        """Why a new call gets 503 now ("draining", "busy" at max_calls), or None: INVITEs and
-        the OPTIONS a dispatcher probes with give the same answer."""
+    def _refusal(self, source: str | None = None) -> str | None:
+        """Why a new call (from ``source``, when known) gets 503 now, or None: INVITEs and the
+        OPTIONS a dispatcher probes with give the same answer.
+
+        draining: appliancectl drain. unconfirmed: this source (not a trunk) already holds
+        sip.unconfirmed_per_source answered calls it never ACKed, the mark of a scanner. share:
+        trunks are configured and this other source holds its share of max_calls. busy: at
+        max_calls, unless a call left unconfirmed for ACK_GRACE_S gives up its slot."""
+        s = self.config.sip
         if self.draining:
             return "draining"
-        return "busy" if len(self.calls) >= self.config.sip.max_calls else None
+        mine = [c for c in self.calls.values() if c.peer.host == source] if source is not None else []
+        unconfirmed = sum(c.state in ("incoming", "answered") and not c.confirmed for c in mine)
+        if source is not None and not self._is_trunk(source):
+            if unconfirmed + self._strikes(source) >= s.unconfirmed_per_source:
+                return "unconfirmed"
+            if self.trunk_nets and len(mine) >= self.source_cap:
+                return "share"
+        # Only a source that confirms its calls may take a stale one's slot: a scanner would
+        # otherwise swap its own old unconfirmed calls for fresh ones and never let go.
+        if len(self.calls) >= s.max_calls and not (source is not None and not unconfirmed and self._evict_unconfirmed()):
+            return "busy"
+        return None
+
+    def _strikes(self, host: str) -> int:
+        """Calls from ``host`` that ended without their ACK in the last STRIKE_WINDOW_S: the
+        source's INVITE budget is spent by calls it never confirmed, so a scanner is shut out
+        after a few, while a PBX whose calls are all ACKed never spends any."""
+        strikes = self.unconfirmed_strikes.get(host)
+        if not strikes:
+            return 0
+        while strikes and strikes[0] < time.monotonic() - STRIKE_WINDOW_S:
+            strikes.popleft()
+        if not strikes:
+            del self.unconfirmed_strikes[host]
+        return len(strikes)
+
+    def unconfirmed_ended(self, call: Call) -> None:
+        """A call of ours ended without the ACK for our 200 (Call.give_up_unconfirmed)."""
+        if not self._is_trunk(call.peer.host):
+            self.unconfirmed_strikes.setdefault(call.peer.host, deque()).append(time.monotonic())
+
+    def _is_trunk(self, host: str) -> bool:
+        return any(ipaddress.ip_address(host) in n for n in self.trunk_nets)
+
+    def _evict_unconfirmed(self) -> bool:
+        """Free the slot of the call longest left without the ACK for our 200, if one has waited
+        ACK_GRACE_S (a real caller ACKs within a round trip; our 200 was resent at 0.5 and
+        1.5 s): a dialog nobody confirmed is not a call that earns a slot."""
+        now = time.monotonic()
+        waited, call = max(((c.unconfirmed_for(now), c) for c in self.calls.values()), key=lambda x: x[0],
+                           default=(0.0, None))
+        if call is None or waited < ACK_GRACE_S:
+            return False
+        self.counters["evicted_unconfirmed"] += 1
+        call.log(logging.WARNING, "no ACK from %s after %.1f s and the box is full: its slot goes to a new call",
+                 call.peer.host, waited)
+        call.give_up_unconfirmed("error: no ACK")
+        return True
+
+    def _allowed(self, host: str) -> bool:
+        """sip.allow_from, or with it empty loopback and private addresses only (secure by
+        default: a box on a public address is not an open relay for anyone's calls)."""
+        addr = ipaddress.ip_address(host)
+        return any(addr in n for n in (self.allowed_nets or LOCAL_NETS))
 
     def _drain(self, msg: Drain) -> Ok:
         if msg.on and not self.draining:
@@ -253,12 +322,19 @@ class SipEndpoint:
 
     def _on_invite(self, req: Request, st, peer: Peer) -> None:
         s = self.config.sip
-        if self.allowed_nets and not any(ipaddress.ip_address(peer.host) in n for n in self.allowed_nets):
+        if not self._allowed(peer.host):
             self.counters["refused_forbidden"] += 1
+            if self.counters["refused_forbidden"] % 100 == 1:
+                log.warning("INVITE from %s refused with 403: not in sip.allow_from%s (%d refused so far)", peer.host,
+                            "" if self.allowed_nets else " (empty: loopback and private addresses only)",
+                            self.counters["refused_forbidden"])
             st.respond(make_response(req, 403, "Source Not Allowed"))
             return
-        if (refusal := self._refusal()) is not None:
+        if (refusal := self._refusal(peer.host)) is not None:
             self.counters[f"refused_{refusal}"] += 1
+            if refusal in ("unconfirmed", "share") and self.counters[f"refused_{refusal}"] % 100 == 1:
+                log.warning("INVITE from %s refused with 503 (%s; %d so far)", peer.host, refusal,
+                            self.counters[f"refused_{refusal}"])
             st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
             return
         if self.auth is not None and not self._authorized(req, st):

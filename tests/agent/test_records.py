@@ -388,3 +388,57 @@ def test_a_transcript_on_a_terminal_is_wrapped_to_its_width(tmp_path):
     assert max(len(line) for line in wrapped) <= 72
     assert sum("word" in line for line in wrapped) > 1
     assert sum("word" in line for line in render(call, width=None)) == 1  # piped: one line per turn
+
+
+PY_TOOLS = '''
+import time
+
+def ok():
+    return {"fine": True}
+
+def boom():
+    raise RuntimeError("the CRM is on fire")
+
+def slow():
+    time.sleep(0.3)
+    return {"late": True}
+'''
+
+
+def test_every_status_the_tool_runner_can_give_reaches_the_record(tmp_path, monkeypatch):
+    """Each ToolStatus, produced by the real runner (not written by hand), is kept in the record
+    with the runner's own error: none is dropped as 'not a tool status'."""
+    import asyncio
+
+    from appliance.agent.tools import ToolRunner, ToolSpec, ToolStatus
+
+    (tmp_path / "rec_py_tools.py").write_text(PY_TOOLS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def spec(name, **kw):
+        kw.setdefault("args_schema", {"type": "object", "properties": {}})
+        return ToolSpec(name=name, kind="python", entry=f"rec_py_tools:{name}", retries=0, **kw)
+
+    runner = ToolRunner([spec("ok"), spec("boom", breaker_failures=1),
+                         spec("slow", timeout_s=0.05),
+                         spec("ok_typed", args_schema={"type": "object", "properties": {"n": {"type": "integer"}},
+                                                       "required": ["n"]})])
+    runner.specs["ok_typed"] = ToolSpec(**{**runner.specs["ok_typed"].__dict__, "entry": "rec_py_tools:ok"})
+
+    async def every_status():
+        return [await runner.call("ok", {}), await runner.call("boom", {}), await runner.call("slow", {}),
+                await runner.call("boom", {}), await runner.call("ok_typed", {"n": "seven"}),
+                await runner.call("no_such_tool", {})]
+
+    results = asyncio.run(every_status())
+    assert {r.status for r in results} == set(ToolStatus), [r.status for r in results]
+    with CallRecords(tmp_path / "calls.db") as rec:
+        rec.start_call("c-1")
+        rec.add_turn("c-1", role="caller", text="book me in")
+        for r in results:
+            rec.add_tool_call("c-1", tool=r.tool, args={}, status=r.status,
+                              result=r.data if r.ok else r.error, duration_ms=r.duration_ms, attempts=r.attempts)
+        kept = rec.get_call("c-1").tools
+    assert [t.status for t in kept] == [r.status for r in results]
+    for t, r in zip(kept, results):
+        assert (t.result == r.data) if r.ok else (t.error == r.error and r.error)

@@ -198,3 +198,68 @@ def test_an_rtp_port_held_by_another_program_is_skipped_not_a_failed_call(sandbo
         squatter.close()
         events.close()
         sipd.stop()
+
+
+def test_a_scanner_that_never_acks_cannot_lock_real_callers_out(sandbox, tmp_path):
+    """One address (127.0.0.2) sends ~1,000 requests/s for 6 s, OPTIONS and INVITEs without SDP
+    that it never ACKs, at a sipd with the default admission (8 slots, no trunks configured);
+    10 real SIPp calls from 127.0.0.1 in that window all succeed with < 0.5 % RTP loss."""
+    sipd = Sipd(sandbox, max_calls=8).start()
+    events = EventLog(sipd.run_dir)
+    scanner = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    scanner.bind(("127.0.0.2", 0))
+    scanner.setblocking(False)
+    try:
+        time.sleep(0.3)
+        real = sipp("uac_echo.xml", sipd.port, background=True, cwd=str(tmp_path), keys={"codec_pt": 0},
+                    calls=10, rate=2, limit=8, extra=["-d", "2500", "-rtp_echo"])
+        sent, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 6.0:  # ~1,000 a second, half of them INVITEs
+            for method in ("OPTIONS", "INVITE") * 10:
+                extra = "Contact: <sip:x@127.0.0.2:9>\r\n" if method == "INVITE" else ""
+                scanner.sendto(request(method, extra=extra), ("127.0.0.1", sipd.port))
+                sent += 1
+            while True:
+                try:
+                    scanner.recv(65535)  # 200s and 503s, never ACKed
+                except BlockingIOError:
+                    break
+            time.sleep(max(0.0, t0 + sent / 1000 - time.monotonic()))
+        flood_s = time.monotonic() - t0
+        out, _ = real.communicate(timeout=60)
+        assert sipp_counts(out) == (10, 0), out[-3000:]
+        events.collect(until=lambda e: len([c for c in events.of(CallEnded)
+                                            if c.metrics.get("rx_packets", 0) > 20]) >= 10, timeout=20)
+        ended = [e for e in events.of(CallEnded) if e.metrics.get("rx_packets", 0) > 20]
+        rx, lost = sum(e.metrics["rx_packets"] for e in ended), sum(e.metrics["lost"] for e in ended)
+        assert lost / (rx + lost) < 0.005, (rx, lost)
+        st = sipd.status().details
+        assert st["refused_unconfirmed"] + st["refused_rate"] > 100  # the scanner was turned away...
+        scanner_calls = [e for e in events.of(CallStarted) if e.caller == "scanner"]
+        # ...and got few calls at all: 4 (unconfirmed_per_source) live, then its budget is spent
+        assert len(scanner_calls) <= 2 * 4, len(scanner_calls)
+        print(f"scanner: {sent} requests in {flood_s:.1f} s, {len(scanner_calls)} admitted, "
+              f"{st['evicted_unconfirmed']} evicted, {st['refused_unconfirmed']} refused unconfirmed, "
+              f"{st['refused_rate']} dropped by rate; real calls 10/10, RTP {rx} received, {lost} lost")
+    finally:
+        scanner.close()
+        events.close()
+        sipd.stop()
+
+
+def test_with_allow_from_empty_only_loopback_and_private_addresses_may_call(sandbox):
+    """Secure by default, checked on sipd's own admission rule (a public source address cannot
+    be made on loopback): 127/8, 10/8, 192.168/16 and fc00::/7 in; public addresses out."""
+    from appliance.config.loader import parse, warnings
+    from appliance.telephony.endpoint import SipEndpoint
+
+    cfg = parse('[sip]\nbind = "127.0.0.1"\n')
+    ep = SipEndpoint(cfg)
+    try:
+        assert [ep._allowed(h) for h in ("127.0.0.1", "10.1.2.3", "192.168.7.9", "fd00::1")] == [True] * 4
+        assert [ep._allowed(h) for h in ("8.8.8.8", "203.0.113.7", "2001:4860::1", "100.64.0.1")] == [False] * 4
+        assert any("allow_from is empty" in w for w in warnings(cfg))
+        opened = parse('[sip]\nbind = "127.0.0.1"\nallow_from = ["0.0.0.0/0"]\ntrunks = ["10.0.0.5"]\n')
+        assert SipEndpoint(opened)._allowed("8.8.8.8") and not warnings(opened)
+    finally:
+        ep.media_clock.stop()

@@ -27,6 +27,7 @@ from typing import Protocol
 from ..bus.messages import (AsrDropped, AsrFinal, SpeechStarted, SpeechStopped, TransferProgress, TtsFinished,
                             TtsStarted)
 from ..runtime.logs import call_context
+from .actions import AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
 
 log = logging.getLogger("appliance.agentd")
 
@@ -53,6 +54,8 @@ class AgentIo(Protocol):
     async def transfer(self, uri: str, headers: dict[str, str]) -> None: ...
 
     async def hangup(self, reason: str) -> None: ...
+
+    async def expect(self, slot: str, prompt: str) -> None: ...  # a hint for the recogniser
 
 
 @dataclass
@@ -122,6 +125,7 @@ class Conversation:
         self.listening_utterance: int | None = None
         self.no_input_task: asyncio.Task | None = None
         self.timing = TurnTiming()
+        self._primed = ("", "")  # the last (slot, prompt) asrd was told to expect
         self.held: AsrFinal | None = None  # a final that ended mid-sentence, waiting for the rest
         self.transferring: asyncio.TimerHandle | None = None  # a REFER is out: no re-prompts meanwhile
         self.held_timer: asyncio.TimerHandle | None = None
@@ -306,10 +310,24 @@ class Conversation:
         if self.records is not None:
             self.records.add_turn(self.call_id, role="caller", text=text, started_ns=final.start_ns,
                                   ended_ns=final.end_ns)
-        understanding = self.understander.understand(text, self.today())
+        understanding = self.understander.understand(text, self.today(), alternatives=tuple(final.alternatives),
+                                                     words=tuple(final.words))
         self.state, actions = self.flow.on_utterance(self.state, understanding)
         self.save_state()
         await self.execute(actions)
+        self._prime()
+
+    def _prime(self) -> None:
+        """After a step: tell the recogniser what the caller is expected to say next. Sent
+        without waiting; a hint that is lost or late costs nothing but the hint."""
+        expect = getattr(self.io, "expect", None)
+        if expect is None or self.ended:
+            return
+        slot, prompt = self.flow.expecting(self.state)
+        if (slot, prompt) != self._primed:
+            self._primed = (slot, prompt)
+            task = asyncio.ensure_future(expect(slot, prompt))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def save_state(self) -> None:
         """The flow's state in the record after every step: a restarted agentd carries on from it."""
@@ -320,29 +338,32 @@ class Conversation:
         slots = ", ".join(f"{k} {v}" for k, v in self.state.slots.items() if v and k != "caller")
         return "; ".join(x for x in (self.state.intent or "", slots) if x)
 
+    def goal(self) -> tuple[str, bool, str]:
+        """(what the caller came for, reached, why not): for the call record's task outcome."""
+        return self.flow.goal(self.state)
+
     async def execute(self, actions) -> None:
         for action in actions:
             if self.ended:
                 return
-            kind = type(action).__name__
-            if kind == "Say":
-                await self.speak(action.text)
-            elif kind == "CallTool":
-                await self.call_tool(action.name, action.args)
-            elif kind == "AskLlm":
-                await self.llm_turn(action.instructions)
-            elif kind == "Transfer":
-                await self.transfer(action)
-            elif kind == "Hangup":
-                await self.wait_spoken()
-                await self.io.hangup(action.reason)
-                self.ended = True
-            elif kind == "TakeMessage":
-                if action.message and self.records is not None:  # the flow collected it: keep it
-                    self.records.add_event(self.call_id, "message", {"message": action.message,
-                                                                     "summary": action.summary})
-            else:
-                log.warning("unknown action %r ignored", action)
+            match action:
+                case Say(text=text):
+                    await self.speak(text)
+                case CallTool(name=name, args=args):
+                    await self.call_tool(name, args)
+                case AskLlm(instructions=instructions):
+                    await self.llm_turn(instructions)
+                case Transfer():
+                    await self.transfer(action)
+                case Hangup(reason=reason):
+                    await self.wait_spoken()
+                    await self.io.hangup(reason)
+                    self.ended = True
+                case TakeMessage(message=message, summary=summary):
+                    if message and self.records is not None:  # the flow collected it: keep it
+                        self.records.add_event(self.call_id, "message", {"message": message, "summary": summary})
+                case _:
+                    log.warning("unknown action %r ignored", action)
 
     def _new_turn(self) -> str:
         """Unique across agentd restarts too: ttsd remembers cancelled turn ids, and a reused
@@ -416,6 +437,7 @@ class Conversation:
         self.state, actions = self.flow.on_tool_result(self.state, result)
         self.save_state()
         await self.execute(actions)
+        self._prime()
 
     async def llm_turn(self, instructions: str = "") -> None:
         """A free-form answer from the local LLM, streamed to ttsd clause by clause."""
@@ -424,8 +446,13 @@ class Conversation:
             return
         self.counters["llm_turns"] += 1
         text = await self.llm.reply(self, instructions)
-        if not text.strip():
-            await self.speak("Sorry, I didn't catch that. Could you say it another way?")
+        if not text.strip():  # nothing grounded to say: what the agent can do, never an invention
+            withheld = getattr(self.llm, "withheld", "")
+            if withheld:
+                self.counters["llm_withheld"] = self.counters.get("llm_withheld", 0) + 1
+                if self.records is not None:
+                    self.records.add_event(self.call_id, "llm.withheld", {"text": withheld})
+            await self.speak(self.llm.fallback)
 
     async def transfer(self, action) -> None:
         if getattr(action, "say", ""):

@@ -21,6 +21,7 @@ from typing import ClassVar
 from ..config.loader import check_value, show
 from ..config.schema import key
 from ..typecheck import describe, render_problems
+from .hours import Hours
 from .tools import ToolSpec, check_spec
 
 NODE_KINDS = ("collect", "confirm", "tool", "say", "transfer", "end", "llm")
@@ -83,7 +84,7 @@ class Intent:
 NODE_KEYS = {
     "collect": ("slots", "prompts", "defaults", "reset", "next"),
     "confirm": ("say", "yes", "no"),
-    "tool": ("tool", "args", "say_ok", "say_error", "on_error", "on_reject", "on_empty", "next"),
+    "tool": ("tool", "args", "say_ok", "say_error", "on_error", "on_reject", "on_empty", "next", "completes"),
     "say": ("say", "next"),
     "transfer": ("target", "say"),
     "end": ("say",),
@@ -109,7 +110,10 @@ class Node:
     say_ok: str = key("", doc="tool: said when the tool succeeded")
     say_error: str = key("", doc="tool: the apology when it failed")
     on_error: str = key("", doc=f'tool: node after a failure, or "{ESCALATE}"; "" = escalation.on_tool_failure')
-    on_reject: str = key("", doc="tool: node after a 4xx answer (slot taken, not found); \"\" = as on_error")
+    on_reject: str = key("", doc="tool: node after a 404/409 answer (not found, slot taken); \"\" = as on_error. "
+                                 "A 400 naming an argument asks the caller for that slot again")
+    completes: bool = key(False, doc="tool: its success is what the caller came for (the call record's "
+                                     "goal is reached)")
     on_empty: str = key("", doc="tool: node when the answer holds nothing (no appointments found)")
     target: str = key("", doc="transfer: the transfer target")
     instructions: str = key("", doc="llm: what the free-form turn should do")
@@ -137,6 +141,8 @@ class TransferTarget:
 class Escalation:
     target: str = key("", doc='transfer target for "a person, please" and failures; "" = take a message')
     max_misunderstandings: int = key(2, doc="misunderstood turns in a row before the hand-off", min=1, max=10)
+    max_repeats: int = key(2, doc="times the agent asks the same question; instead of asking once more it "
+                                  "hands the call on (or takes a message)", min=1, max=10)
     on_tool_failure: bool = key(True, doc="hand off when a tool fails (unless the node says otherwise)")
     keywords: list[str] = key(["human", "person", "operator", "receptionist", "someone"],
                               doc="words that ask for a person")
@@ -161,6 +167,7 @@ class AgentDef:
     tools: list[ToolSpec] = field(default_factory=list, metadata={"internal": True})
     transfer_targets: list[TransferTarget] = key([], doc="where calls can be handed to")
     escalation: Escalation = field(default_factory=Escalation)
+    hours: Hours = field(default_factory=Hours)
     source: str = field(default="<string>", metadata={"internal": True})
     warnings: list[str] = field(default_factory=list, metadata={"internal": True})
     EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("tools",)  # checked by tools.check_spec, not build()
@@ -239,9 +246,19 @@ def parse_agent(text: str, source: str = "<string>", overrides: dict | None = No
     problems: list[str] = []
     _apply_overrides(data, overrides or {}, problems)
     data = _fill_vars(data, data.get("vars") if isinstance(data.get("vars"), dict) else {}, "", problems)
+    hours_table = data.pop("hours", {})
+    if not isinstance(hours_table, dict):
+        problems.append(f"hours: must be a table [hours], got {show(hours_table)}")
+        hours_table = {}
+    hours = build(Hours, hours_table, "hours.", problems)
+    hours_problems = hours.check()
+    problems += hours_problems
+    said = {"{hours}": hours.describe(), "{hours_span}": hours.span()} if hours.known and not hours_problems else None
+    data = _fill_hours(data, said, "", problems)
     tool_tables = data.pop("tools", [])
     agent = build(AgentDef, data, "", problems)
-    agent = replace(agent, name=agent.name or default_name, tools=_tools(tool_tables, problems), source=source)
+    agent = replace(agent, name=agent.name or default_name, tools=_tools(tool_tables, problems), source=source,
+                    hours=hours)
     warnings: list[str] = []
     if not problems:
         problems += _cross_checks(agent, warnings)
@@ -281,6 +298,23 @@ def _fill_vars(value, names: dict, where: str, problems: list[str]):
         return m.group(0)
 
     return re.sub(r"\{(vars\.[\w]+)\}", fill, value)
+
+
+def _fill_hours(value, said: dict[str, str] | None, where: str, problems: list[str]):
+    """``{hours}`` (and ``{hours_span}``) in every string becomes the [hours] table as said to a
+    caller: the one source of the opening hours for answers, prompts and the booking system."""
+    if isinstance(value, dict):
+        return {k: _fill_hours(v, said, f"{where}{k}.", problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_hours(v, said, f"{where[:-1]}[{_label(v, i)}].", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or not re.search(r"\{hours(?:_span)?\}", value):
+        return value
+    if said is None:
+        problems.append(f'{where[:-1]}: "{{hours}}" needs an [hours] table with at least one open day')
+        return value
+    for placeholder, text in said.items():
+        value = value.replace(placeholder, text)
+    return value
 
 
 def _tools(tables, problems: list[str]) -> list[ToolSpec]:

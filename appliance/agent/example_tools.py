@@ -11,8 +11,9 @@ or as a process::
 
 API (every body is JSON; every error is ``{"error": "..."}``):
 
-    GET    /slots?date=YYYY-MM-DD          {"date", "slots": ["09:00", ...]}  free 30-min slots,
-                                           09:00-17:00 on weekdays (none at weekends)
+    GET    /slots?date=YYYY-MM-DD          {"date", "slots": ["09:00", ...]}  free slots in the
+                                           agent file's [hours] (the example's: 09:00-17:00 on
+                                           weekdays, none at weekends)
     POST   /appointments                   {name, phone, date, time, reason?} -> 201 {id, date, time}
     POST   /appointments/{id}/move         {date, time} -> {id, date, time}
     DELETE /appointments/{id}              -> {id, cancelled: true}
@@ -49,6 +50,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from .hours import Hours
 from .tools import ToolSpec, read_headers
 
 EXAMPLE_AGENT = Path(__file__).resolve().parent / "examples" / "dental-receptionist.toml"
@@ -65,9 +67,6 @@ def install_example_agent(agents_dir: str | Path, booking_url: str) -> Path:
 
 log = logging.getLogger("appliance.example_tools")
 
-OPEN_AT = dt.time(9, 0)
-CLOSE_AT = dt.time(17, 0)
-SLOT_MINUTES = 30
 MAX_BODY = 64 * 1024
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^\d{2}:\d{2}$")
@@ -89,16 +88,18 @@ class Faults:
     fail_times: int | None = None  # None: every request; N: the next N requests only
 
 
-def all_slots() -> list[str]:
-    out, t = [], dt.datetime.combine(dt.date(2000, 1, 3), OPEN_AT)
-    end = dt.datetime.combine(t.date(), CLOSE_AT)
-    while t < end:
-        out.append(t.strftime("%H:%M"))
-        t += dt.timedelta(minutes=SLOT_MINUTES)
-    return out
+def example_hours() -> Hours:
+    """The example agent file's [hours]: the booking system keeps the calendar the agent tells
+    callers about (one source of the facts, not a copy here)."""
+    import tomllib
 
+    from .definition import build
 
-SLOTS = all_slots()
+    problems: list[str] = []
+    hours = build(Hours, tomllib.loads(EXAMPLE_AGENT.read_text()).get("hours", {}), "hours.", problems)
+    if problems or hours.check():
+        raise ValueError(f"{EXAMPLE_AGENT}: bad [hours]: {problems + hours.check()}")
+    return hours
 
 
 def _parse_date(value: Any) -> dt.date:
@@ -110,15 +111,17 @@ def _parse_date(value: Any) -> dt.date:
         raise HttpError(400, f"{value!r} is not a real date") from None
 
 
-def _check_slot(date_value: Any, time_value: Any) -> tuple[str, str]:
+def _check_slot(hours: Hours, date_value: Any, time_value: Any) -> tuple[str, str]:
     day = _parse_date(date_value)
-    if day.weekday() >= 5:
-        raise HttpError(400, f"the clinic is closed on {day.strftime('%A')}s")
+    slots = hours.slots(day)
+    if not slots:
+        raise HttpError(400, f"the clinic is closed on {day.strftime('%A')}s" if hours.opening(day) is None
+                        and day.isoformat() not in hours.closed_dates else f"the clinic is closed on {day}")
     if not isinstance(time_value, str) or not _TIME_RE.match(time_value):
         raise HttpError(400, f"time must be HH:MM, got {time_value!r}")
-    if time_value not in SLOTS:
-        raise HttpError(400, f"{time_value} is not a slot: appointments start on the hour or half hour "
-                             f"from {SLOTS[0]} to {SLOTS[-1]}")
+    if time_value not in slots:
+        raise HttpError(400, f"{time_value} is not a slot: appointments start every {hours.slot_minutes} minutes "
+                             f"from {slots[0]} to {slots[-1]}")
     return day.isoformat(), time_value
 
 
@@ -132,7 +135,8 @@ def _digits(phone: Any) -> str:
 
 
 class BookingDb:
-    def __init__(self, path: str):
+    def __init__(self, path: str, hours: Hours | None = None):
+        self.hours = hours or example_hours()
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         if path != ":memory:":
@@ -152,17 +156,15 @@ class BookingDb:
         self.conn.close()
 
     def free_slots(self, day: str) -> list[str]:
-        if dt.date.fromisoformat(day).weekday() >= 5:
-            return []
         taken = {r["time"] for r in self.conn.execute("SELECT time FROM appointments WHERE date = ?", (day,))}
-        return [s for s in SLOTS if s not in taken]
+        return [s for s in self.hours.slots(dt.date.fromisoformat(day)) if s not in taken]
 
     def book(self, body: dict) -> dict:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise HttpError(400, "name is required")
         digits = _digits(body.get("phone"))
-        day, at = _check_slot(body.get("date"), body.get("time"))
+        day, at = _check_slot(self.hours, body.get("date"), body.get("time"))
         reason = body.get("reason", "")
         if not isinstance(reason, str):
             raise HttpError(400, "reason must be text")
@@ -175,7 +177,7 @@ class BookingDb:
         return {"id": cur.lastrowid, "date": day, "time": at}
 
     def move(self, appt_id: int, body: dict) -> dict:
-        day, at = _check_slot(body.get("date"), body.get("time"))
+        day, at = _check_slot(self.hours, body.get("date"), body.get("time"))
         if self.conn.execute("SELECT 1 FROM appointments WHERE id = ?", (appt_id,)).fetchone() is None:
             raise HttpError(404, f"no appointment {appt_id}")
         try:
@@ -202,8 +204,9 @@ class BookingServer:
     """The booking API on an asyncio server; ``async with`` starts and stops it."""
 
     def __init__(self, db_path: str = ":memory:", *, host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None):
+                 faults: Faults | None = None, hours: Hours | None = None):
         self.db_path = db_path
+        self.hours = hours
         self.host = host
         self.port = port
         self.faults = faults or Faults()
@@ -219,7 +222,7 @@ class BookingServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> "BookingServer":
-        self.db = BookingDb(self.db_path)
+        self.db = BookingDb(self.db_path, self.hours)
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

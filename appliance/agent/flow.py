@@ -25,79 +25,36 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .actions import Action, AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
 from .definition import CALLER_SLOT, ENTITY_SLOTS, ESCALATE, PLACEHOLDER, AgentDef, Intent, Node
+from .spoken import spoken, spoken_time
+from .understanding import Understanding
+
+__all__ = ["Flow", "FlowState", "Understanding", "render", "render_arg", "Action", "AskLlm", "CallTool", "Hangup",
+           "Say", "TakeMessage", "Transfer"]
 
 MESSAGE = "@message"  # the pseudo-node of taking a message after a failed hand-off
 MAX_HOPS = 20  # nodes entered in one step; more is a loop in the flow
-DEFAULT_TOOL_APOLOGY = "I'm sorry, I can't reach our system right now."
+DEFAULT_TOOL_APOLOGY = "I'm sorry, our system isn't answering right now."
 NOT_CAUGHT = "Sorry, I didn't catch that."
 CONNECTING = "Let me put you through to someone who can help."
 
 
-# -- what the flow reads ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Understanding:
-    """What the caller's utterance means (the understanding package produces one of these)."""
-
-    text: str = ""
-    intent: str | None = None
-    intent_score: float = 0.0
-    knowledge_id: str | None = None
-    knowledge_score: float = 0.0
-    slots: dict[str, Any] = field(default_factory=dict)  # date, time, part_of_day, number, phone, name
-    yes_no: str | None = None  # "yes", "no" or None
-    backchannel: bool = False
-
-
+# -- what the flow keeps -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FlowState:
     node: str | None = None  # the node waiting for the caller (or a tool); None = listening for intents
     slots: dict[str, Any] = field(default_factory=dict)
     misunderstandings: int = 0  # in a row
     reprompts: int = 0  # silences in a row
-    intent: str | None = None  # what the caller came for (the hand-off summary says it)
+    intent: str | None = None  # what the caller came for: the goal of the flow it started
     result: dict[str, Any] = field(default_factory=dict)  # the last successful tool answer
-
-
-# -- what the flow asks for ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Say:
-    text: str
-
-
-@dataclass(frozen=True)
-class CallTool:
-    name: str
-    args: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Transfer:
-    target: str
-    uri: str
-    summary: str
-    context: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Hangup:
-    reason: str
-
-
-@dataclass(frozen=True)
-class AskLlm:
-    instructions: str = ""
-
-
-@dataclass(frozen=True)
-class TakeMessage:
-    """Without ``message``: the call is now taking a message. With it: the message, to record."""
-
-    message: str = ""
-    summary: str = ""
-
-
-Action = Say | CallTool | Transfer | Hangup | AskLlm | TakeMessage
+    reached: bool = False  # the goal's completing tool succeeded
+    why: str = ""  # why the goal is not reached yet (the last thing that went wrong)
+    asked: dict[str, int] = field(default_factory=dict)  # question as said -> times asked
+    pending: dict[str, Any] = field(default_factory=dict)  # a value read back, awaiting yes or no
+    which_part: bool = False  # a bare "no" at a confirmation: we asked which part to change
+    transfer_failed: bool = False  # nobody took a hand-off in this call
 
 
 # -- templates -------------------------------------------------------------------------------------
@@ -113,14 +70,15 @@ def lookup(data: Any, path: list[str]) -> Any:
     return data
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, said: bool = False) -> str:
+    """A value in a sentence; ``said``: dates and clock times as the caller hears them."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(_text(v) for v in value)
-    return str(value)
+        return ", ".join(_text(v, said) for v in value)
+    return spoken(str(value)) if said else str(value)
 
 
 def _value(name: str, slots: dict, result: dict) -> Any:
@@ -133,11 +91,13 @@ def _value(name: str, slots: dict, result: dict) -> Any:
 _LED_PLACEHOLDER = re.compile(r"(?:\b(?:on|at|for|in|by|to|from|with|under) )?" + PLACEHOLDER.pattern)
 
 
-def render(template: str, slots: dict, result: dict | None = None) -> str:
-    """``{slot}`` and ``{result.a.0.b}`` filled in. A missing value never raises: it is left
-    out with the word leading into it ("for {name} on {date}" without a date: "for Ann")."""
+def render(template: str, slots: dict, result: dict | None = None, *, said: bool = True) -> str:
+    """``{slot}`` and ``{result.a.0.b}`` filled in, dates and times as the caller hears them
+    ("Tuesday, December fifteenth", "ten a.m.") unless ``said`` is off (a tool's argument). A
+    missing value never raises: it is left out with the word leading into it ("for {name} on
+    {date}" without a date: "for Ann")."""
     def fill(m: re.Match) -> str:
-        value = _text(_value(m.group(1), slots, result or {}))
+        value = _text(_value(m.group(1), slots, result or {}), said)
         return m.group(0)[:m.start(1) - 1 - m.start(0)] + value if value else ""
 
     text = _LED_PLACEHOLDER.sub(fill, template)
@@ -145,6 +105,7 @@ def render(template: str, slots: dict, result: dict | None = None) -> str:
     text = re.sub(r"[ \t]+", " ", text)
     text = re.sub(r" ([,.;:?!])", r"\1", text)
     text = re.sub(r"([,;:])(?=[,.;:?!])", "", text)
+    text = re.sub(r"(?<=\b[ap]\.m\.)\.", "", text)  # "ten a.m.." -> "ten a.m."
     return re.sub(r"^[\s,;:.]+", "", text).strip()
 
 
@@ -156,7 +117,7 @@ def render_arg(template: Any, slots: dict, result: dict) -> Any:
     if m:
         value = _value(m.group(1), slots, result)
         return "" if value is None else value
-    return render(template, slots, result)
+    return render(template, slots, result, said=False)
 
 
 def _empty(data: Any) -> bool:
@@ -191,11 +152,44 @@ def _declines(u, intent: Intent | None) -> bool:
     return len((getattr(u, "text", "") or "").split()) <= BARE_NO_WORDS
 
 
+# A correction that names what is wrong without the new value ("the time's wrong").
+_SLOT_WORDS = {"time": r"time|hour|o'clock", "date": r"day|date", "name": r"name|spelling|spelt|spelled",
+               "phone": r"number|phone"}
+_WRONG = re.compile(r"\b(?:wrong|not right|incorrect|change|not (?:the|that)|mistake|fix)\b", re.I)
+_MAKE_IT = re.compile(r"\b(?:make it|change it to|move it to|how about|instead|rather|actually)\b", re.I)
+_PART_NAMES = {"date": "the day", "time": "the time", "name": "the name", "phone": "the phone number"}
+
+
+def _named_slots(text: str, among) -> list[str]:
+    low = (text or "").lower()
+    return [slot for slot in among if slot in _SLOT_WORDS and re.search(rf"\b(?:{_SLOT_WORDS[slot]})\b", low)]
+
+
+def _hour_from_number(number: str) -> str | None:
+    """"make it eleven": a bare hour in business terms (1-6 afternoon, 7-12 morning/noon)."""
+    if not number.isdigit() or not 1 <= int(number) <= 12:
+        return None
+    h = int(number)
+    return f"{h + 12 if 1 <= h <= 6 else h:02d}:00"
+
+
+# What answers for a slot sound like: with the question, the recogniser's prompt (Whisper reads
+# it as the text before the audio, and leans towards these words and their spelling).
+VOCABULARY = {
+    "time": "At ten a.m. Nine thirty in the morning. Two p.m. Half past eleven. Four o'clock.",
+    "date": "On Monday. Tuesday. Next Thursday. Friday the twelfth. Tomorrow.",
+    "phone": "My number is 555 123 4567.",
+    "name": "My name is Ann Lee.",
+    "yes_no": "Yes, that's right. No.",
+}
+
+
 class Flow:
     def __init__(self, agent: AgentDef):
         self.agent = agent
         self.nodes = agent.flow
         self.esc = agent.escalation
+        self.hours = agent.hours
         self.keywords = [k.lower() for k in self.esc.keywords if k.strip()]
 
     # -- state ------------------------------------------------------------------------------------
@@ -215,6 +209,29 @@ class Flow:
             state = replace(state, node=None)
         return replace(state, slots={**({CALLER_SLOT: caller} if caller else {}), **state.slots})
 
+    def expecting(self, state: FlowState) -> tuple[str, str]:
+        """(slot, prompt) the caller's next words should fill, for asrd's priming: the question
+        the agent just asked and the words such an answer is made of."""
+        node = self.nodes.get(state.node) if state.node else None
+        if node is None or state.node == MESSAGE:
+            return "", ""
+        if state.pending:
+            slot = next(iter(state.pending))
+            return "yes_no", f"Was that {_text(state.pending[slot], said=True)}? {VOCABULARY['yes_no']}"
+        if node.kind == "confirm":
+            return "yes_no", f"{self._question(state)} {VOCABULARY['yes_no']}"
+        slot = self._missing(node, state.slots) if node.kind == "collect" else None
+        if not slot:
+            return "", ""
+        return slot, f"{self._question(state)} {VOCABULARY.get(slot, '')}".strip()
+
+    def goal(self, state: FlowState) -> tuple[str, bool, str]:
+        """(what the caller came for, whether it was done, why not): the call record's task."""
+        intent = self.agent.intent(state.intent)
+        if intent is None or not (intent.node or intent.transfer):
+            return "", False, ""
+        return intent.name, state.reached, "" if state.reached else state.why
+
     # -- events -----------------------------------------------------------------------------------
     def start(self, state: FlowState | None = None) -> list[Action]:
         state = state or self.initial_state()
@@ -230,6 +247,8 @@ class Flow:
         if self._asks_for_person(u.text):
             return self._escalate(state, "asked for a person")
         node = self.nodes.get(state.node) if state.node else None
+        if state.pending and node is not None:
+            return self._read_back(state, node, u, intent)
         if node is not None and node.kind == "collect":
             return self._collect(state, node, u, intent)
         if node is not None and node.kind == "confirm":
@@ -237,21 +256,35 @@ class Flow:
         return self._listening(replace(state, node=None), u, intent)
 
     def on_tool_result(self, state: FlowState, result) -> tuple[FlowState, list[Action]]:
+        """A tool's answer, told as it is: a taken slot is "taken", a refused value is asked for
+        again by name, a system that does not answer is said so and leads to a person."""
         node = self.nodes.get(state.node) if state.node else None
         if node is None or node.kind != "tool":
             return state, []  # a late answer for a node we have left
         data = getattr(result, "data", None)
-        if getattr(result, "status", "error") == "ok":
-            state = replace(state, result=data if isinstance(data, dict) else {"value": data})
+        if getattr(result, "ok", False):
+            state = replace(state, result=data if isinstance(data, dict) else {"value": data},
+                            reached=state.reached or node.completes, why="" if node.completes else state.why)
             if node.on_empty and _empty(data):
                 return self._enter(state, node.on_empty)
             said = [Say(render(node.say_ok, state.slots, state.result))] if node.say_ok else []
             state, actions = self._enter(state, node.next)
             return state, said + actions
-        apology = render(node.say_error, state.slots, state.result) or DEFAULT_TOOL_APOLOGY
         http_status = getattr(result, "http_status", None) or 0
-        if node.on_reject and 400 <= http_status < 500:
-            return self._enter(state, node.on_reject)
+        if http_status in (400, 422):
+            slot = self._refused_slot(node, getattr(result, "error", ""))
+            asker = self._collector_for(slot, node.id) if slot else None
+            if asker is not None:
+                state = replace(state, slots={k: v for k, v in state.slots.items() if k != slot},
+                                why=f"{node.tool} refused the {slot}")
+                state, actions = self._enter(state, asker, resume=True)
+                label = _PART_NAMES.get(slot, slot.replace("_", " "))
+                return state, [Say(f"I'm sorry, the booking system didn't accept {label}.")] + actions
+        if node.on_reject and http_status in (404, 409):
+            return self._enter(replace(state, why=f"{node.tool}: {http_status}"), node.on_reject)
+        apology = render(node.say_error, state.slots, state.result) or DEFAULT_TOOL_APOLOGY
+        state = replace(state, why=f"tool failure: {node.tool} ({getattr(result, 'status', 'error')}"
+                                   f"{f' {http_status}' if http_status else ''})")
         if node.on_error and node.on_error != ESCALATE:
             return self._enter(state, node.on_error)
         if node.on_error == ESCALATE or self.esc.on_tool_failure:
@@ -261,14 +294,14 @@ class Flow:
     def on_no_input(self, state: FlowState) -> tuple[FlowState, list[Action]]:
         n = state.reprompts + 1
         if n > self.agent.turns.max_reprompts:
-            return replace(state, node=None, reprompts=n), [Say(render(self.agent.goodbye, state.slots)),
-                                                            Hangup("no-input")]
+            return replace(state, node=None, reprompts=n, why=state.why or "caller went silent"), [
+                Say(render(self.agent.goodbye, state.slots)), Hangup("no-input")]
         question = self._question(state)
         return replace(state, reprompts=n), [Say(f"{self.agent.turns.reprompt} {question}".strip())]
 
     def on_transfer_failed(self, state: FlowState, status: int = 0) -> tuple[FlowState, list[Action]]:
         """Nobody took the call (busy, no answer): it is ours again; offer to take a message."""
-        return self._offer_message(state)
+        return self._offer_message(replace(state, transfer_failed=True, why=f"transfer failed ({status})"))
 
     # -- the steps --------------------------------------------------------------------------------
     def _listening(self, state: FlowState, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
@@ -292,37 +325,91 @@ class Flow:
             return state, [Say(self.agent.answer(intent.knowledge).answer)]
         if intent.end:
             return replace(state, node=None), [Say(render(self.agent.goodbye, state.slots)), Hangup("goodbye")]
-        state = replace(state, intent=intent.name)
+        state = replace(state, intent=intent.name, reached=False, why="", pending={}, which_part=False)
         if intent.transfer:
             return self._transfer(state, intent.transfer, f"asked for {intent.transfer.replace('_', ' ')}",
                                   say="One moment, I'll put you through.")
         fresh = {k: v for k, v in state.slots.items() if k == CALLER_SLOT}
-        return self._enter(replace(state, slots=fresh, result={}), intent.node, offered=_slots(u))
+        state = replace(state, slots=fresh, result={})
+        node = self.nodes[intent.node]
+        offered, problems, pending = self._checked(state, _slots(u), u)
+        state, actions = self._enter(replace(state, pending=pending), intent.node, offered=offered)
+        return self._prefixed(state, actions, problems)
 
     def _collect(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
-        filled = self._fill(node, state, u)
-        if filled:
-            return self._enter(self._understood(replace(state, slots={**state.slots, **filled})), node.id,
-                               resume=True)
+        filled, problems, pending = self._checked(state, self._fill(node, state, u), u)
+        if intent is not None and intent.name != state.intent and not intent.knowledge and self._changes_mind(u):
+            return self._route(state, intent, u)  # "actually, can I cancel instead?"
+        if filled or pending:
+            state = self._understood(replace(state, slots={**state.slots, **filled}, pending=pending))
+            state, actions = self._enter(state, node.id, resume=True)
+            return self._prefixed(state, actions, problems)
+        if problems:
+            return self._prefixed(*self._ask(state, self._question(state)), problems)
         if intent is not None and intent.name != state.intent and not intent.knowledge:
             return self._route(state, intent, u)
         if intent is not None and intent.name == state.intent:
-            return state, [Say(self._question(state))]  # "I want to book" again: just ask
+            return self._ask(state, self._question(state))  # "I want to book" again: just ask
         return self._aside(state, u, intent)
 
     def _confirm(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
-        corrections = {k: v for k, v in _slots(u).items() if k in state.slots and k != CALLER_SLOT}
+        told = [k for k in self._confirmed_slots(node) if k in state.slots]
+        given = dict(_slots(u))
+        if "time" in told and "time" not in given and "number" in given and _MAKE_IT.search(u.text or ""):
+            if (hour := _hour_from_number(given["number"])) is not None:  # "make it eleven"
+                given["time"] = hour
+        corrections = {k: v for k, v in given.items() if k in told and k != CALLER_SLOT and v != state.slots.get(k)}
+        corrections, problems, pending = self._checked(state, corrections, u)
+        if pending:  # a corrected value read back first ("Did you mean one p.m.?")
+            state = replace(state, slots={**state.slots, **corrections}, pending=pending, which_part=False)
+            return state, [Say(" ".join(problems))]
         if corrections:  # "no, Friday" or "yes but at four": apply it and confirm again
-            state = self._understood(replace(state, slots={**state.slots, **corrections}))
-            return state, [Say(render(node.say, state.slots, state.result))]
+            state = self._understood(replace(state, slots={**state.slots, **corrections}, which_part=False))
+            return self._prefixed(*self._ask(state, render(node.say, state.slots, state.result)), problems)
+        if problems:
+            return self._prefixed(*self._ask(state, render(node.say, state.slots, state.result)), problems)
         answer = getattr(u, "yes_no", None)
+        named = _named_slots(u.text, told)
+        if named and (answer == "no" or _WRONG.search(u.text or "") or state.which_part):  # "the time's wrong"
+            return self._change(state, node, named)
+        if intent is not None and intent.name != state.intent and not intent.knowledge and intent.node:
+            return self._route(state, intent, u)  # changed their mind: "actually, cancel it instead"
         if answer == "yes":
-            return self._enter(self._understood(state), node.yes)
+            return self._enter(self._understood(replace(state, which_part=False)), node.yes)
         if answer == "no":
-            return self._enter(self._understood(state), node.no)
-        if intent is not None and intent.name != state.intent and not intent.knowledge:
-            return self._route(state, intent, u)
+            if not state.which_part and len(told) > 1:  # a bare no: which part is wrong?
+                parts = [_PART_NAMES.get(k, k) for k in told if k in _PART_NAMES]
+                which = ", ".join(parts[:-1]) + f", or {parts[-1]}" if len(parts) > 1 else parts[0]
+                state = replace(self._understood(state), which_part=True)
+                return self._ask(state, f"Which part should I change: {which}?")
+            return self._enter(self._understood(replace(state, which_part=False, why=f"caller said no ({node.id})")),
+                               node.no)
         return self._aside(state, u, intent)
+
+    def _change(self, state: FlowState, node: Node, named: list[str]) -> tuple[FlowState, list[Action]]:
+        """Forget the slots the caller says are wrong, keep the rest, and ask for those again."""
+        asker = self._collector_for(named[0], node.id)
+        state = self._understood(replace(state, which_part=False,
+                                         slots={k: v for k, v in state.slots.items() if k not in named}))
+        if asker is None:
+            return self._enter(state, node.no)
+        state, actions = self._enter(state, asker, resume=True)
+        return state, [Say("No problem.")] + actions
+
+    def _read_back(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
+        """The caller's answer to "Was that ten a.m.?" / "Did you mean one p.m.?"."""
+        pending, state = state.pending, replace(state, pending={})
+        answer = getattr(u, "yes_no", None)
+        if _slots(u) and (answer != "yes" or any(k in pending for k in _slots(u))):
+            return self.on_utterance(state, u)  # a new value instead: that one
+        if answer == "yes":
+            state = self._understood(replace(state, slots={**state.slots, **pending}))
+            if node.kind == "confirm":
+                return self._ask(state, render(node.say, state.slots, state.result))
+            return self._enter(state, node.id, resume=True)
+        if answer == "no":
+            return self._ask(replace(state, why=f"misheard {', '.join(pending)}"), self._question(state))
+        return self.on_utterance(state, u)
 
     def _aside(self, state: FlowState, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
         """Mid-flow, a question we know the answer to gets it, then the flow's question again. An
@@ -330,7 +417,8 @@ class Flow:
         question again, not the nearest piece of knowledge."""
         entry = self.agent.answer(intent.knowledge if intent is not None else getattr(u, "knowledge_id", None))
         if entry is not None and _is_question(getattr(u, "text", "")):
-            return self._understood(state), [Say(entry.answer), Say(self._question(state))]
+            state, actions = self._ask(self._understood(state), self._question(state), repeat_ok=True)
+            return state, [Say(entry.answer)] + actions
         return self._not_understood(state, self._question(state))
 
     def _enter(self, state: FlowState, node_id: str, *, offered: dict | None = None,
@@ -347,15 +435,20 @@ class Flow:
                 if not resume:
                     slots = {k: v for k, v in slots.items() if not (node.reset and k in node.slots)}
                     for slot, template in node.defaults.items():
-                        if not slots.get(slot) and (value := render(template, slots, result)):
+                        value = render_arg(template, slots, result)
+                        if not slots.get(slot) and value and _valid_default(slot, value):
                             slots[slot] = value
                     slots.update({k: v for k, v in (offered or {}).items() if k in node.slots})
                 state = replace(state, slots=slots)
+                if state.pending:  # its read-back question goes out with the reason (see _checked)
+                    return state, actions
                 if self._missing(node, slots):
-                    return state, actions + [Say(self._question(state))]
+                    state, more = self._ask(state, self._question(state))
+                    return state, actions + more
                 node_id, resume = node.next, False
             elif node.kind == "confirm":
-                return state, actions + [Say(render(node.say, slots, result))]
+                state, more = self._ask(replace(state, which_part=False), render(node.say, slots, result))
+                return state, actions + more
             elif node.kind == "tool":
                 args = {k: render_arg(v, slots, result) for k, v in node.args.items()}
                 return state, actions + [CallTool(node.tool, args)]
@@ -374,6 +467,29 @@ class Flow:
                 node_id = node.next
         return replace(state, node=None), actions  # a loop of nodes that never wait: stop here
 
+    # -- asking, and never a third time the same -------------------------------------------------------
+    def _ask(self, state: FlowState, question: str, *, prefix: str = "",
+             repeat_ok: bool = False) -> tuple[FlowState, list[Action]]:
+        """Ask ``question``; the same words asked ``escalation.max_repeats`` times already get the
+        agent's way out instead (a person with the context so far, or a message), never a loop.
+        ``repeat_ok``: the caller asked something else in between (an aside); it still counts."""
+        if not question:
+            return state, [Say(prefix)] if prefix else []
+        times = state.asked.get(question, 0)
+        if times >= self.esc.max_repeats:
+            return self._escalate(replace(state, why=state.why or "the same question went unanswered"),
+                                  f"asked the same question {times} times",
+                                  apology="I'm sorry, I'm not getting this right.")
+        state = replace(state, asked={**state.asked, question: times + 1})
+        return state, [Say(f"{prefix} {question}".strip())]
+
+    @staticmethod
+    def _prefixed(state: FlowState, actions: list[Action], problems: list[str]) -> tuple[FlowState, list[Action]]:
+        """Why a value was not taken, said before what comes next ("We're closed on Sundays.")."""
+        if not problems:
+            return state, actions
+        return state, [Say(" ".join(problems))] + actions
+
     # -- slots ------------------------------------------------------------------------------------
     @staticmethod
     def _missing(node: Node, slots: dict) -> str | None:
@@ -383,6 +499,9 @@ class Flow:
         """The node's slots this utterance gives; the slot being asked for may take the words."""
         given = {k: v for k, v in _slots(u).items() if k in node.slots}
         asked = self._missing(node, state.slots)
+        if asked == "time" and "time" not in given and "number" in _slots(u) and len(u.text.split()) <= 4:
+            if (hour := _hour_from_number(_slots(u)["number"])) is not None:  # "eleven", "at two"
+                given["time"] = hour
         if given or asked is None or getattr(u, "yes_no", None) or getattr(u, "backchannel", False) \
                 or getattr(u, "intent", None) or getattr(u, "knowledge_id", None):
             return given  # words that mean something else are no answer
@@ -393,6 +512,85 @@ class Flow:
         if asked not in ENTITY_SLOTS and text:
             return {asked: text}  # a free-text slot (a reason, a message): the words themselves
         return {}
+
+    def _checked(self, state: FlowState, values: dict, u) -> tuple[dict, list[str], dict]:
+        """``values`` held to the agent's [hours] before anything is confirmed. A date in the past
+        or on a closed day is dropped with the reason; a time out of hours takes the recogniser's
+        other reading that fits, else is read back as the likeliest meant time ("We're not open
+        at one a.m. Did you mean one p.m.?"); a value heard unsurely is read back on its own.
+        Returns the values to take, what to tell the caller, and the values read back."""
+        values, problems, pending = dict(values), [], {}
+        unsure = [k for k in getattr(u, "unsure", ()) if k in values]
+        if not self.hours.known or not values:
+            if unsure:
+                pending = {k: values.pop(k) for k in unsure}
+                problems.append(f"Was that {' '.join(_text(v, said=True) for v in pending.values())}?")
+            return values, problems, pending
+        today = getattr(u, "today", None)
+        alternatives = getattr(u, "alternatives", ()) or ()
+        if "date" in values:
+            day = _date(values["date"])
+            problem = self.hours.date_problem(day, today or day) if day else None
+            if problem:
+                better = next((a["date"] for a in alternatives if "date" in a and (d := _date(a["date"]))
+                               and self.hours.date_problem(d, today or d) is None), None)
+                if better:
+                    values["date"] = better
+                else:
+                    del values["date"]
+                    problems.append(f"{problem} We're open {self.hours.describe()}.")
+        if "time" in values:
+            day = _date(values.get("date") or state.slots.get("date") or "")
+            problem = self.hours.time_problem(values["time"], day)
+            if problem:
+                better = next((a["time"] for a in alternatives if "time" in a
+                               and self.hours.time_problem(a["time"], day) is None), None)
+                if better:
+                    values["time"] = better
+                else:
+                    heard = values.pop("time")
+                    guess = self.hours.suggest(heard, day)
+                    if guess:
+                        pending = {"time": guess}
+                        problems.append(f"{problem} Did you mean {spoken_time(guess)}?")
+                    else:
+                        problems.append(problem)
+        unsure = [k for k in unsure if k in values]
+        if unsure and not problems:
+            pending = {k: values.pop(k) for k in unsure}
+            problems.append(f"Was that {' '.join(_text(v, said=True) for v in pending.values())}?")
+        return values, problems, pending
+
+    def _collector_for(self, slot: str, near: str) -> str | None:
+        """The collect node that asks for ``slot`` on the way to node ``near``, else any."""
+        askers = [nid for nid, n in self.nodes.items() if n.kind == "collect" and slot in n.slots]
+        for nid in askers:
+            seen, here = set(), self.nodes[nid].next
+            while here and here not in seen and here in self.nodes:
+                if here == near:
+                    return nid
+                seen.add(here)
+                here = self.nodes[here].next or self.nodes[here].yes
+        return askers[0] if askers else None
+
+    def _confirmed_slots(self, node: Node) -> list[str]:
+        return [name for name in PLACEHOLDER.findall(node.say) if "." not in name and name != CALLER_SLOT]
+
+    @staticmethod
+    def _refused_slot(node: Node, error: str) -> str | None:
+        """The slot behind the argument a tool's 400 names ("phone must be a phone number")."""
+        low = (error or "").lower()
+        if ": http 4" in low:
+            low = low.split(": http 4", 1)[1]
+        for arg, template in node.args.items():
+            m = PLACEHOLDER.fullmatch(str(template).strip())
+            if m and "." not in m.group(1) and re.search(rf"\b{re.escape(arg.lower())}\b", low):
+                return m.group(1)
+        return None
+
+    @staticmethod
+    def _changes_mind(u) -> bool:
+        return bool(_MAKE_IT.search(getattr(u, "text", "") or "")) or getattr(u, "intent_score", 0.0) >= 0.7
 
     def _question(self, state: FlowState) -> str:
         """What the current node asks (the re-prompt repeats it)."""
@@ -414,9 +612,10 @@ class Flow:
     def _not_understood(self, state: FlowState, question: str) -> tuple[FlowState, list[Action]]:
         state = replace(state, misunderstandings=state.misunderstandings + 1)
         if state.misunderstandings >= self.esc.max_misunderstandings:
-            return self._escalate(state, f"not understood {state.misunderstandings} times",
+            return self._escalate(replace(state, why=state.why or "caller not understood"),
+                                  f"not understood {state.misunderstandings} times",
                                   apology="I'm sorry, I'm having trouble understanding.")
-        return state, [Say(f"{NOT_CAUGHT} {question}".strip())]
+        return self._ask(state, question, prefix=NOT_CAUGHT)
 
     def _hands_off(self, intent: Intent) -> bool:
         return bool(intent.transfer) or (intent.node in self.nodes and self.nodes[intent.node].kind == "transfer")
@@ -426,7 +625,7 @@ class Flow:
         return any(f" {k} " in words for k in self.keywords)
 
     def _escalate(self, state: FlowState, reason: str, *, apology: str = "") -> tuple[FlowState, list[Action]]:
-        if self.agent.target(self.esc.target) is None:
+        if self.agent.target(self.esc.target) is None or state.transfer_failed:
             state, actions = self._offer_message(state)
             return state, ([Say(apology)] if apology else []) + actions
         return self._transfer(state, self.esc.target, reason, say=f"{apology} {CONNECTING}".strip())
@@ -436,7 +635,7 @@ class Flow:
         context = {"intent": state.intent or "", "slots": self._told(state), "reason": reason,
                    "caller": state.slots.get(CALLER_SLOT, ""), "node": state.node or ""}
         actions: list[Action] = [Say(say)] if say else []
-        state = replace(state, node=None, misunderstandings=0)
+        state = replace(state, node=None, misunderstandings=0, pending={}, which_part=False)
         return state, actions + [Transfer(target.name, target.uri, self.summary(state, reason), context)]
 
     def summary(self, state: FlowState, reason: str = "") -> str:
@@ -456,7 +655,7 @@ class Flow:
 
     # -- taking a message ---------------------------------------------------------------------------
     def _offer_message(self, state: FlowState) -> tuple[FlowState, list[Action]]:
-        state = replace(state, node=MESSAGE, misunderstandings=0)
+        state = replace(state, node=MESSAGE, misunderstandings=0, pending={}, which_part=False)
         return state, [Say(render(self.esc.message_if_unavailable, state.slots)), TakeMessage()]
 
     def _message(self, state: FlowState, u) -> tuple[FlowState, list[Action]]:
@@ -466,6 +665,12 @@ class Flow:
             return replace(state, node=None), [Say(render(self.agent.goodbye, state.slots)), Hangup("no-message")]
         if (short and answer == "yes") or getattr(u, "backchannel", False) or not u.text.strip():
             return state, [Say("Please go ahead, I'm listening.")]
+        if answer == "no" or self._asks_for_person(u.text):  # "No, I want to talk to a real person"
+            if not state.transfer_failed and self.agent.target(self.esc.target) is not None:
+                return self._transfer(state, self.esc.target, "asked for a person instead of leaving a message",
+                                      say=CONNECTING)
+            return state, [Say("I'm sorry, nobody can come to the phone right now. I can take a message for them, "
+                               "or you can call back during opening hours. What would you like to do?")]
         summary = self.summary(state, "left a message")
         slots = {**state.slots, "message": u.text.strip()}
         state = replace(state, node=None, slots=slots)
@@ -476,3 +681,21 @@ class Flow:
 
 def _slots(u) -> dict:
     return {k: v for k, v in (getattr(u, "slots", None) or {}).items() if v not in (None, "")}
+
+
+def _date(value: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _valid_default(slot: str, value: Any) -> bool:
+    """A default that fills an entity slot must be one: a caller id of "anonymous" or a SIP
+    user name ("talk") is no phone number, so the caller is asked instead."""
+    if slot == "phone":
+        digits = re.sub(r"[\s().+-]", "", str(value))
+        return digits.isdigit() and 7 <= len(digits) <= 15
+    return True

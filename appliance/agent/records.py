@@ -30,13 +30,14 @@ from typing import Any, Iterator
 
 from appliance.agent.tools import ToolStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 FILENAME = "calls.db"
 
 ROLES = ("agent", "caller", "system", "tool")
 TRANSFER_KINDS = ("blind", "attended")
-OUTCOMES = ("in-progress", "completed", "transferred", "abandoned", "error")  # usual ones; others are kept
+# usual ones; others are kept. unresolved: the caller's goal was not reached and nobody took the call over
+OUTCOMES = ("in-progress", "completed", "transferred", "unresolved", "abandoned", "error")
 LATENCY_STAGES = ("endpoint", "asr", "llm_first_token", "first_clause", "tts_first_audio", "total")
 
 # MIGRATIONS[n] takes a file from version n-1 to n. Append, never edit a released step.
@@ -110,6 +111,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             context    TEXT                             -- JSON
         )""",
         "CREATE INDEX transfers_by_call ON transfers (call_id, id)",
+    ),
+    2: (  # the caller's task: what they came for, whether it was done, and why not
+        "ALTER TABLE calls ADD COLUMN goal TEXT",
+        "ALTER TABLE calls ADD COLUMN goal_reached INTEGER",
+        "ALTER TABLE calls ADD COLUMN goal_reason TEXT",
     ),
 }
 
@@ -208,6 +214,9 @@ class Call(_Row):
     slots: dict[str, Any] | None
     transfer_target: str | None
     metrics: dict[str, Any] | None
+    goal: str | None = None  # the intent that started a flow ("" = none: questions only)
+    goal_reached: bool | None = None
+    goal_reason: str | None = None  # why it was not reached (loop, tool failure, caller hung up, ...)
     turn_count: int = 0
     turns: list[Turn] = field(default_factory=list)       # filled by get_call only
     events: list[Event] = field(default_factory=list)
@@ -259,7 +268,7 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
 
 
 _CALL_COLUMNS = ("id, agent, caller, callee, started_ns, answered_ns, ended_ns, started_at, ended_at, outcome, "
-                 "end_reason, summary, intent, slots, transfer_target, metrics, "
+                 "end_reason, summary, intent, slots, transfer_target, metrics, goal, goal_reached, goal_reason, "
                  "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count")
 
 
@@ -267,6 +276,7 @@ def _call(row: sqlite3.Row) -> Call:
     d = dict(row)
     d["slots"] = _load(d["slots"])
     d["metrics"] = _load(d["metrics"])
+    d["goal_reached"] = None if d["goal_reached"] is None else bool(d["goal_reached"])
     return Call(**d)
 
 
@@ -427,14 +437,18 @@ class CallRecords:
 
     def end_call(self, call_id: str, outcome: str, reason: str = "", *, summary: str | None = None,
                  intent: str | None = None, slots: dict | None = None, transfer_target: str | None = None,
-                 metrics: dict | None = None, ended_ns: int | None = None) -> None:
-        """Close the record: outcome (completed, transferred, abandoned, error, ...), end reason;
-        summary, intent, slots, transfer target and metrics overwrite earlier values when given."""
+                 metrics: dict | None = None, ended_ns: int | None = None, goal: str | None = None,
+                 goal_reached: bool | None = None, goal_reason: str | None = None) -> None:
+        """Close the record: outcome (completed, transferred, unresolved, abandoned, error, ...), end
+        reason; summary, intent, slots, transfer target, metrics and the caller's goal (reached or
+        not, and why not) overwrite earlier values when given."""
         if not outcome or outcome == "in-progress":
             raise ValueError(f"end_call needs a final outcome, got {outcome!r}")
         with self._write() as db:
             self._set(db, call_id, summary=summary, intent=intent, slots=_dump(slots),
                       transfer_target=transfer_target, metrics=_dump(metrics), outcome=outcome, end_reason=reason,
+                      goal=goal, goal_reached=None if goal_reached is None else int(goal_reached),
+                      goal_reason=goal_reason,
                       ended_ns=time.monotonic_ns() if ended_ns is None else ended_ns, ended_at=now_iso())
 
     def _set(self, db: sqlite3.Connection, call_id: str, **values: Any) -> None:

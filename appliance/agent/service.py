@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, PlayFlush, Say,
+from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, PlayFlush, Say,
                             Transfer)
 from ..config import Config
 from ..ipc import inspect
@@ -52,6 +52,11 @@ class BusIo:
     async def hangup(self, reason: str) -> None:
         await self.service.request(self.service.sipd, Hangup(call_id=self.call_id, reason=reason))
 
+    async def expect(self, slot: str, prompt: str) -> None:
+        """Tell asrd what the caller is about to answer (a hint: a lost one costs nothing)."""
+        await self.service.request(self.service.asrd, Expect(call_id=self.call_id, slot=slot, prompt=prompt),
+                                   timeout=0.5)
+
 
 class SafeRecords:
     """Call records that never take a call down: a failed write (disk full, a locked file) is
@@ -86,6 +91,7 @@ class AgentService:
         self.sub: Subscriber | None = None
         self.sipd: ControlClient | None = None
         self.ttsd: ControlClient | None = None
+        self.asrd: ControlClient | None = None
         self.tasks: list[asyncio.Task] = []
         self.counters = {"calls": 0, "control_errors": 0, "rebuilt": 0}
         self.latencies: deque[tuple[float, dict]] = deque(maxlen=2000)  # (monotonic s, per-stage ms)
@@ -113,6 +119,7 @@ class AgentService:
         run = self.config.paths.run_dir
         self.sipd = ControlClient(runtime.ctx, endpoints.control(run, "sipd"))
         self.ttsd = ControlClient(runtime.ctx, endpoints.control(run, "ttsd"))
+        self.asrd = ControlClient(runtime.ctx, endpoints.control(run, "asrd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(run, s) for s in ("sipd", "asrd", "ttsd")],
                               ["call.", "speech.", "asr.", "tts."])
         self.tasks = [asyncio.create_task(self._events(), name="events")]
@@ -163,7 +170,7 @@ class AgentService:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for sock in (self.sub, self.sipd, self.ttsd):
+        for sock in (self.sub, self.sipd, self.ttsd, self.asrd):
             if sock is not None:
                 sock.close()
 
@@ -215,7 +222,7 @@ class AgentService:
 
     def _end_record(self, call_id: str, outcome: str, reason: str, **kw) -> None:
         self.records.end_call(call_id, outcome, reason, **kw)
-        self.metrics.call_ended(outcome)
+        self.metrics.call_ended(outcome, kw.get("goal") or "", bool(kw.get("goal_reached")))
 
     async def _events(self) -> None:
         async for msg in self.sub:
@@ -252,10 +259,12 @@ class AgentService:
                 await asyncio.wait_for(conv.close(), 5.0)
             except Exception:
                 log.exception("conversation %s did not close cleanly", cid)
-            outcome = "transferred" if msg.reason == "transferred" else "completed"
+            goal, reached, why = conv.goal()
+            outcome, why = call_outcome(msg.reason, goal, reached, why)
             self._end_record(cid, outcome, msg.reason, summary=conv.summary(),
                              intent=conv.state.intent or "", slots=dict(conv.state.slots),
-                             metrics={**msg.metrics, **conv.counters})
+                             metrics={**msg.metrics, **conv.counters}, goal=goal,
+                             goal_reached=reached if goal else None, goal_reason=why or None)
             llm = self.brains[conv.agent.name]["llm"]
             if llm is not None:  # its saved KV state (MBs); the lock may be held by a generation
                 await asyncio.to_thread(llm.llm.forget, cid)
@@ -291,3 +300,19 @@ class AgentService:
             with call_context(cid):
                 log.info("conversation rebuilt from the record (%d turns)", len(history.messages))
                 await conv.start(greet=False)
+
+
+CALLER_ENDED = ("caller-hangup", "caller-cancelled")
+
+
+def call_outcome(end_reason: str, goal: str, reached: bool, why: str) -> tuple[str, str]:
+    """What the record says of a call, truthfully: "completed" only when the caller's goal was
+    reached (or they came with none: questions answered); a person took it ("transferred"); the
+    caller left first ("abandoned"); else "unresolved", with why."""
+    if end_reason == "transferred":
+        return "transferred", "" if reached or not goal else (why or "transferred")
+    if not goal or reached:
+        return "completed", ""
+    if end_reason in CALLER_ENDED:
+        return "abandoned", why or "caller hung up"
+    return "unresolved", why or f"ended before it was done ({end_reason})"

@@ -334,7 +334,7 @@ class ToolResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is ToolStatus.OK
+        return self.status == ToolStatus.OK
 
 
 class _Failure(Exception):

@@ -176,6 +176,7 @@ class AsrFinal(Message):
     words: list[dict[str, Scalar]] = field(default_factory=list)
     truncated: bool = False  # cut at vad.max_utterance_s: the caller was still speaking
     decode_ms: float = 0.0  # the recogniser's own time (the rest of latency_ms is endpointing)
+    alternatives: list[str] = field(default_factory=list)  # other readings of the audio (n-best), best first
 
 
 @event("asr.dropped")
@@ -309,6 +310,18 @@ class Cancel(Message):
     Answered with the text the caller heard (also in tts.finished)."""
 
     turn: str = ""  # "" = whatever is playing
+
+
+@control("asr.expect")
+@dataclass(frozen=True, kw_only=True)
+class Expect(Message):
+    """agentd -> asrd, after the agent asks the caller something: what the answer should be.
+    The recogniser is primed with ``prompt`` (the question and the slot's vocabulary: Whisper's
+    previous-text prompt) and, while a value is expected, returns its other readings (n-best)
+    in asr.final's ``alternatives`` so the agent can take the one that fits."""
+
+    slot: str = ""  # date, time, phone, name, yes_no, ... ("" = nothing in particular)
+    prompt: str = ""
 
 
 # ---- replies ------------------------------------------------------------------------------

@@ -62,14 +62,26 @@ def _summary_dict(call: Call) -> dict[str, Any]:
     return d
 
 
+def task(call: Call) -> str:
+    """The caller's goal and whether it was done: "book_appointment: done", "move_appointment:
+    not done (loop)", or the intent alone for questions only."""
+    if not call.goal:
+        return call.intent or "-"
+    if call.goal_reached:
+        return f"{call.goal}: done"
+    if call.goal_reached is None:
+        return f"{call.goal}: in progress"
+    return f"{call.goal}: not done" + (f" ({call.goal_reason})" if call.goal_reason else "")
+
+
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @click.command("calls")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="at most this many calls")
-@click.option("--outcome", default=None, help="only calls with this outcome (completed, transferred, abandoned, "
-                                              "error, in-progress, ...)")
+@click.option("--outcome", default=None, help="only calls with this outcome (completed, transferred, unresolved, "
+                                              "abandoned, error, in-progress, ...)")
 @click.option("--since", default=None, help="only calls started at or after this time (ISO 8601, e.g. 2026-11-24 "
                                             "or 2026-11-24T09:00; local time unless it says otherwise)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
@@ -99,8 +111,8 @@ def calls(ctx: click.Context, limit: int, outcome: str | None, since: str | None
         click.echo(f"no calls{' with outcome ' + outcome if outcome else ''}"
                    f"{' since ' + since if since else ''} ({path})")
         return
-    header = ("ID", "STARTED", "CALLER", "DURATION", "OUTCOME", "INTENT", "TURNS")
-    table = [(c.id, _local(c.started_at), _clip(c.caller or "-", 28), _duration(c), c.outcome, c.intent or "-",
+    header = ("ID", "STARTED", "CALLER", "DURATION", "OUTCOME", "TASK", "TURNS")
+    table = [(c.id, _local(c.started_at), _clip(c.caller or "-", 28), _duration(c), c.outcome, _clip(task(c), 48),
               str(c.turn_count)) for c in rows]
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
     right = {3, 6}
@@ -172,7 +184,9 @@ def render(call: Call, width: int | None = 100) -> list[str]:
     facts.append(("started", started))
     facts.append(("duration", _duration(call) + (f" (ended {_local(call.ended_at)})" if call.ended_at else "")))
     facts.append(("outcome", call.outcome + (f": {call.end_reason}" if call.end_reason else "")))
-    if call.intent:
+    if call.goal:
+        facts.append(("task", task(call)))
+    elif call.intent:
         facts.append(("intent", call.intent))
     if call.slots:
         facts.append(("slots", ", ".join(f"{k}={v}" for k, v in call.slots.items())))

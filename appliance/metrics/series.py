@@ -48,7 +48,7 @@ class Series:
 
 
 STAGES = ("endpoint", "asr", "decide", "tts_first_audio", "total")  # agentd's TurnTiming.latency_ms()
-OUTCOMES = ("completed", "transferred", "abandoned", "error")  # as in the call record
+OUTCOMES = ("completed", "transferred", "unresolved", "abandoned", "error")  # as in the call record
 REFUSALS = ("busy", "draining", "forbidden", "rate", "auth", "unconfirmed", "share")
 TURN_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 TOOL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -99,6 +99,9 @@ CATALOGUE: tuple[Series, ...] = (
     # -- agentd
     Series("appliance_calls_total", "counter", "agentd", "calls ended, by the outcome in the call record",
            ("outcome",)),
+    Series("appliance_tasks_total", "counter", "agentd", "callers' goals (the intent that started a flow) at the end "
+           "of their calls, by goal and whether it was reached: task success, not just a call that ended",
+           ("goal", "result")),
     Series("appliance_agent_conversations", "gauge", "agentd", "conversations agentd is holding now"),
     Series("appliance_turn_latency_seconds", "histogram", "agentd", "per caller turn, by stage: endpoint (end of "
            "speech to endpoint), asr (endpoint to final), decide (final to first clause sent to ttsd), "
@@ -257,6 +260,7 @@ class AgentMetrics:
         self.calls = _make(r, "appliance_calls_total")
         for outcome in OUTCOMES:
             self.calls.labels(outcome)
+        self.tasks = _make(r, "appliance_tasks_total")
         self.turn_latency = _make(r, "appliance_turn_latency_seconds", buckets=TURN_BUCKETS)
         for stage in STAGES:
             self.turn_latency.labels(stage)
@@ -268,8 +272,10 @@ class AgentMetrics:
     def tools(self, runner) -> MeteredTools:
         return MeteredTools(runner, self)
 
-    def call_ended(self, outcome: str) -> None:
+    def call_ended(self, outcome: str, goal: str = "", reached: bool = False) -> None:
         self.calls.labels(outcome if outcome in OUTCOMES else "error").inc()
+        if goal:
+            self.tasks.labels(goal, "reached" if reached else "not-reached").inc()
 
     def turn(self, latency_ms: dict) -> None:
         """One caller turn's stages (ms), as the conversation records them; 0 is a stage whose

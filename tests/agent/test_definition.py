@@ -108,7 +108,7 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ("", 'colour = "blue"', "colour: unknown key (allowed: description, escalation, flow, goodbye, greeting, intents, "
+    ("", 'colour = "blue"', "colour: unknown key (allowed: description, escalation, flow, goodbye, greeting, hours, intents, "
                             "knowledge, language, llm, name, persona, tools, transfer_targets, turns, vars)"),
     ("", 'language = "de"', 'language: "de" is not one of en'),
     ("", '[llm]\nmax_tokens = "80"', 'llm.max_tokens: must be an integer, got "80"'),
@@ -160,7 +160,7 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
     ("[escalation]", "[escalation]\nmax_misunderstandings = 0",
      "escalation.max_misunderstandings: 0 is out of range (allowed 1 to 10)"),
     ("[[knowledge]]", "[[knowledgee]]", "knowledgee: unknown key (allowed: description, escalation, flow, goodbye, "
-                                        "greeting, intents, knowledge, language, llm, name, persona, tools, "
+                                        "greeting, hours, intents, knowledge, language, llm, name, persona, tools, "
                                         "transfer_targets, turns, vars)"),
     ("", "[flow.hello]\nkind = \"say\"", 'flow.hello.say: missing (what the agent says ({slot} and {result.field} '
                                          "are filled in))"),
@@ -263,3 +263,21 @@ def test_a_missing_file_is_one_clear_problem(tmp_path):
     with pytest.raises(AgentError) as info:
         load_agent(tmp_path / "nope.toml")
     assert info.value.problems == ["file does not exist"]
+
+
+def test_hours_are_checked_and_fill_their_placeholders():
+    from appliance.agent.definition import AgentError, parse_agent
+
+    good = parse_agent('[hours]\nmonday = "08:30-12:00"\nfriday = "08:30-12:00"\n'
+                       '[[knowledge]]\nid = "h"\nquestions = ["When?"]\nanswer = "Open {hours}."\n')
+    assert good.knowledge[0].answer == ("Open Monday from eight thirty a.m. to noon, and Friday from eight thirty "
+                                        "a.m. to noon; we're closed on Tuesday to Thursday and Saturday and Sunday.")
+    assert good.hours.slots(__import__("datetime").date(2026, 12, 7))[-1] == "11:30"
+    with pytest.raises(AgentError) as err:
+        parse_agent('[hours]\nmonday = "17:00-09:00"\ntuesday = "9-5"\nclosed_dates = ["xmas"]\n')
+    assert err.value.problems == [
+        'hours.monday: "17:00-09:00" must be "HH:MM-HH:MM" with the opening before the closing',
+        'hours.tuesday: "9-5" must be "HH:MM-HH:MM" with the opening before the closing',
+        'hours.closed_dates: "xmas" is not a date (YYYY-MM-DD)']
+    with pytest.raises(AgentError, match=r'knowledge\[h\].answer: "\{hours\}" needs an \[hours\] table'):
+        parse_agent('[[knowledge]]\nid = "h"\nquestions = ["When?"]\nanswer = "Open {hours}."\n')

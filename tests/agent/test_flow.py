@@ -60,7 +60,7 @@ def test_the_call_opens_with_the_greeting():
 def test_opening_hours_by_intent_and_other_questions_by_knowledge():
     call = Call()
     assert call.hear("When are you open?", intent="opening_hours", intent_score=0.8) == [
-        Say("We're open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am to 1 pm. We're closed on Sundays.")]
+        Say("We're open Monday to Friday from nine a.m. to five p.m.; we're closed on Saturday and Sunday.")]
     assert call.hear("Where can I park?", knowledge_id="parking", knowledge_score=0.7) == [
         Say("There's free parking for patients behind the building; the entrance is on Mill Lane.")]
     assert call.state.node is None and call.state.misunderstandings == 0
@@ -72,13 +72,13 @@ def test_booking_with_the_slots_one_at_a_time():
         "Of course. May I have your name, please?"]
     assert texts(call.hear("Ann Lee.")) == ["What day would you like to come in?"]  # a name: the words themselves
     assert texts(call.hear("Thursday", slots={"date": "2026-11-26"})) == [
-        "And what time suits you? We have appointments from 9 am to 5 pm."]
+        "And what time suits you? We have appointments from nine a.m. to five p.m."]
     assert texts(call.hear("half past nine", slots={"time": "09:30"})) == [
-        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?"]
+        "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?"]
     assert call.hear("yes please", yes_no="yes") == [CallTool("book_appointment", {
         "name": "Ann Lee", "phone": CALLER, "date": "2026-11-26", "time": "09:30", "reason": "booked by phone"})]
     assert call.tool(data={"id": 1, "date": "2026-11-26", "time": "09:30"}) == [
-        Say("You're booked for 2026-11-26 at 09:30. We look forward to seeing you. Is there anything else I can help with?")]
+        Say("You're booked for Thursday, November twenty-sixth at nine thirty a.m. We look forward to seeing you. Is there anything else I can help with?")]
     assert call.state.node is None and call.state.intent == "book_appointment"
 
 
@@ -86,7 +86,7 @@ def test_booking_with_everything_said_at_once():
     call = Call()
     actions = call.hear("Book Ann Lee in on Thursday at 9:30", intent="book_appointment",
                         slots={"name": "Ann Lee", "date": "2026-11-26", "time": "09:30"})
-    assert texts(actions) == ["So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?"]
+    assert texts(actions) == ["So that's an appointment for Ann Lee on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?"]
     assert call.state.node == "book_confirm"
 
 
@@ -94,7 +94,7 @@ def test_a_slot_given_early_is_not_asked_again():
     call = Call()
     assert texts(call.hear("Can I come in on Thursday?", intent="book_appointment", slots={"date": "2026-11-26"})) == [
         "Of course. May I have your name, please?"]
-    assert texts(call.hear("It's Ann")) == ["And what time suits you? We have appointments from 9 am to 5 pm."]
+    assert texts(call.hear("It's Ann")) == ["And what time suits you? We have appointments from nine a.m. to five p.m."]
     assert call.state.slots["name"] == "Ann"
 
 
@@ -106,21 +106,57 @@ def test_without_the_callers_number_the_phone_is_asked_for():
     assert texts(call.hear("555 987 6543", slots={"phone": "5559876543"}))[0].startswith("So that's an appointment")
 
 
-def test_confirm_no_then_corrected():
+def test_a_bare_no_asks_which_part_then_changes_only_that():
     call = Call()
     call.book_until_confirm()
-    assert texts(call.hear("No", yes_no="no")) == ["No problem. What day would you prefer?"]
+    assert texts(call.hear("No", yes_no="no")) == ["Which part should I change: the name, the day, or the time?"]
+    assert texts(call.hear("the day")) == ["No problem.", "What day would you like to come in?"]
+    assert call.state.node == "book" and "date" not in call.state.slots
+    assert call.state.slots["name"] == "Ann Lee" and call.state.slots["time"] == "09:30"  # the rest is kept
+    assert texts(call.hear("Friday", slots={"date": "2026-11-27"})) == [
+        "So that's an appointment for Ann Lee on Friday, November twenty-seventh at nine thirty a.m. Shall I book it?"]
+    assert call.hear("yes", yes_no="yes")[0].args == {"name": "Ann Lee", "phone": CALLER, "date": "2026-11-27",
+                                                      "time": "09:30", "reason": "booked by phone"}
+
+
+def test_no_twice_asks_the_day_and_time_again():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("No", yes_no="no")
+    assert texts(call.hear("No.", yes_no="no")) == ["No problem. What day would you prefer?"]
     assert call.state.node == "book_change" and "date" not in call.state.slots and call.state.slots["name"] == "Ann Lee"
     assert texts(call.hear("Friday at ten", slots={"date": "2026-11-27", "time": "10:00"})) == [
-        "So that's an appointment for Ann Lee on 2026-11-27 at 10:00. Shall I book it?"]
+        "So that's an appointment for Ann Lee on Friday, November twenty-seventh at ten a.m. Shall I book it?"]
     assert call.hear("yes", yes_no="yes")[0].args["date"] == "2026-11-27"
+
+
+@pytest.mark.parametrize("said, slots, changed", [
+    ("The time's wrong.", {}, "time"),
+    ("No, that's the wrong day.", {}, "date"),
+])
+def test_a_correction_naming_the_slot_asks_for_it_and_keeps_the_rest(said, slots, changed):
+    call = Call()
+    call.book_until_confirm()
+    before = dict(call.state.slots)
+    actions = texts(call.hear(said, yes_no="no" if said.startswith("No") else None, slots=slots))
+    assert actions[0] == "No problem." and call.state.node == "book"
+    assert changed not in call.state.slots
+    assert {k: v for k, v in call.state.slots.items()} == {k: v for k, v in before.items() if k != changed}
+
+
+def test_make_it_eleven_changes_the_time_only():
+    call = Call()
+    call.book_until_confirm()
+    assert texts(call.hear("Can you make it eleven?", slots={"number": "11"})) == [
+        "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at eleven a.m. Shall I book it?"]
+    assert call.state.slots["time"] == "11:00" and call.state.slots["date"] == "2026-11-26"
 
 
 def test_a_no_that_carries_the_correction_is_confirmed_again():
     call = Call()
     call.book_until_confirm()
     assert texts(call.hear("No, Friday", yes_no="no", slots={"date": "2026-11-27"})) == [
-        "So that's an appointment for Ann Lee on 2026-11-27 at 09:30. Shall I book it?"]
+        "So that's an appointment for Ann Lee on Friday, November twenty-seventh at nine thirty a.m. Shall I book it?"]
     assert call.state.node == "book_confirm"
 
 
@@ -159,7 +195,7 @@ def test_a_question_is_not_taken_for_a_name():
     call = Call()
     call.hear("I'd like to book an appointment", intent="book_appointment")
     assert texts(call.hear("When are you open?", intent="opening_hours")) == [
-        "We're open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am to 1 pm. We're closed on Sundays.",
+        "We're open Monday to Friday from nine a.m. to five p.m.; we're closed on Saturday and Sunday.",
         "Of course. May I have your name, please?"]
     assert "name" not in call.state.slots
 
@@ -188,7 +224,7 @@ def test_an_understood_turn_resets_the_misunderstandings():
     call.hear("Thursday", slots={"date": "2026-11-26"})
     assert call.state.misunderstandings == 0
     assert texts(call.hear("purple elephants")) == [
-        "Sorry, I didn't catch that. And what time suits you? We have appointments from 9 am to 5 pm."]
+        "Sorry, I didn't catch that. And what time suits you? We have appointments from nine a.m. to five p.m."]
 
 
 def test_without_free_turns_an_unplaced_question_is_a_misunderstanding():
@@ -219,9 +255,8 @@ def test_a_misheard_answer_mid_booking_gets_the_question_again_not_the_nearest_k
     """The demo's caller said "At 10 a.m." and Whisper wrote "at an AM, please.", whose nearest
     knowledge is the opening hours: the caller wants the question again, not the hours."""
     call = Call()
-    call.hear("I'd like to book an appointment", intent="book_appointment",
-              slots={"name": "Ann", "date": "2026-11-26"})
-    question = texts(call.hear("Thursday", slots={"date": "2026-11-26"}))[-1]
+    question = texts(call.hear("I'd like to book an appointment", intent="book_appointment",
+                               slots={"name": "Ann", "date": "2026-11-26"}))[-1]
     again = "Sorry, I didn't catch that. " + question
     assert texts(call.hear("at an AM, please.", knowledge_id="opening_hours")) == [again]
     assert call.state.node == "book"
@@ -233,7 +268,7 @@ def test_a_tool_error_is_an_honest_apology_then_a_transfer():
     call.book_until_confirm()
     call.hear("yes", yes_no="yes")
     actions = call.tool("timeout")
-    assert texts(actions) == [f"I'm sorry, I can't reach the booking system right now. {CONNECT}"]
+    assert texts(actions) == [f"I'm sorry, our booking system isn't answering right now. {CONNECT}"]
     assert actions[-1].target == "front_desk"
     assert actions[-1].summary == ("Caller wants to book an appointment; name Ann Lee, date 2026-11-26, time 09:30, "
                                    f"phone {CALLER}; book_appointment failed")
@@ -244,9 +279,9 @@ def test_a_taken_slot_asks_for_another_time():
     call.book_until_confirm()
     call.hear("yes", yes_no="yes")
     assert texts(call.tool("error", http_status=409)) == [
-        "I'm sorry, that time isn't available. Which other day would work for you?"]
+        "I'm sorry, that time is already taken. Which other day would work for you?"]
     assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [
-        "So that's an appointment for Ann Lee on 2026-11-27 at 10:00. Shall I book it?"]
+        "So that's an appointment for Ann Lee on Friday, November twenty-seventh at ten a.m. Shall I book it?"]
 
 
 def test_a_failed_transfer_offers_to_take_a_message():
@@ -296,7 +331,7 @@ def test_cancelling_by_the_callers_number():
     assert call.hear("I want to cancel my appointment", intent="cancel_appointment") == [
         CallTool("find_appointments", {"phone": CALLER})]
     assert texts(call.tool(data={"appointments": [APPOINTMENT]})) == [
-        "I found your appointment on 2026-11-26 at 09:30. Shall I cancel it?"]
+        "I found your appointment on Thursday, November twenty-sixth at nine thirty a.m. Shall I cancel it?"]
     assert call.hear("yes", yes_no="yes") == [CallTool("cancel_appointment", {"id": 7})]  # an id stays an integer
     assert texts(call.tool(data={"id": 7, "cancelled": True})) == [
         "Your appointment is cancelled. Is there anything else I can help with?"]
@@ -327,13 +362,13 @@ def test_moving_an_appointment():
     assert call.hear("Can I move my appointment?", intent="reschedule") == [
         CallTool("find_appointments", {"phone": CALLER})]
     assert texts(call.tool(data={"appointments": [APPOINTMENT]})) == [
-        "I found your appointment on 2026-11-26 at 09:30. Which day would you like instead?"]
+        "I found your appointment on Thursday, November twenty-sixth at nine thirty a.m. Which day would you like instead?"]
     assert texts(call.hear("Friday at 11", slots={"date": "2026-11-27", "time": "11:00"})) == [
-        "So I'll move your appointment to 2026-11-27 at 11:00. Is that right?"]
+        "So I'll move your appointment to Friday, November twenty-seventh at eleven a.m. Is that right?"]
     assert call.hear("yes", yes_no="yes") == [
         CallTool("move_appointment", {"id": 7, "date": "2026-11-27", "time": "11:00"})]
     assert texts(call.tool(data={"id": 7, "date": "2026-11-27", "time": "11:00"})) == [
-        "Done. Your appointment is now on 2026-11-27 at 11:00. Is there anything else I can help with?"]
+        "Done. Your appointment is now on Friday, November twenty-seventh at eleven a.m. Is there anything else I can help with?"]
 
 
 def test_goodbye_hangs_up_and_billing_goes_to_billing():
@@ -361,8 +396,9 @@ def test_a_bare_no_to_anything_else_ends_the_call_and_only_then():
     booking = Call()
     booking.hear("I'd like to book an appointment", intent="book_appointment")
     assert Hangup("goodbye") not in booking.hear("No.", yes_no="no", intent="hello")
-    booking.book_until_confirm()
-    assert Hangup("goodbye") not in booking.hear("No.", yes_no="no")
+    confirming = Call()
+    confirming.book_until_confirm()
+    assert Hangup("goodbye") not in confirming.hear("No.", yes_no="no")
 
 
 def test_a_late_tool_result_is_ignored():
@@ -375,12 +411,12 @@ def test_a_late_tool_result_is_ignored():
     ("So that's {name} on {date} at {time}.", {"name": "Ann"}, {}, "So that's Ann."),
     ("So that's {name} on {date} at {time}.", {}, {}, "So that's."),
     ("{name}, you're booked.", {}, {}, "you're booked."),
-    ("Booked for {result.date} at {result.time}.", {}, {"date": "2026-11-26"}, "Booked for 2026-11-26."),
+    ("Booked for {result.date} at {result.time}.", {}, {"date": "2026-11-26"}, "Booked for Thursday, November twenty-sixth."),
     ("First: {result.appointments.0.date}, tenth: {result.appointments.9.date}.", {},
-     {"appointments": [{"date": "2026-11-26"}]}, "First: 2026-11-26, tenth."),
+     {"appointments": [{"date": "2026-11-26"}]}, "First: Thursday, November twenty-sixth, tenth."),
     ("Deep {result.id.x.y} end", {}, {"id": 3}, "Deep end"),
     ("Cancelled: {result.cancelled}; slots {result.slots}", {}, {"cancelled": True, "slots": ["09:00", "09:30"]},
-     "Cancelled: yes; slots 09:00, 09:30"),
+     "Cancelled: yes; slots nine a.m., nine thirty a.m."),
     ("Hello {caller}", {"caller": "+1555"}, None, "Hello +1555"),
     ("Braces {not a placeholder} stay", {}, {}, "Braces {not a placeholder} stay"),
 ])
@@ -400,7 +436,7 @@ def test_a_missing_value_in_a_flow_sentence_leaves_a_sensible_blank():
     call = Call()
     call.hear("cancel", intent="cancel_appointment")
     assert texts(call.tool(data={"appointments": [{"id": 7, "date": "2026-11-26"}]})) == [
-        "I found your appointment on 2026-11-26. Shall I cancel it?"]
+        "I found your appointment on Thursday, November twenty-sixth. Shall I cancel it?"]
 
 
 def test_the_state_survives_a_snapshot():
@@ -447,14 +483,14 @@ def test_the_examples_tools_work_against_the_example_booking_server():
             await run(bo, bo.hear("yes", yes_no="yes"))  # Ann has the slot again
             return said
 
-    booked = "You're booked for 2026-11-26 at 09:30. We look forward to seeing you. Is there anything else I can help with?"
+    booked = "You're booked for Thursday, November twenty-sixth at nine thirty a.m. We look forward to seeing you. Is there anything else I can help with?"
     assert asyncio.run(scenario()) == [
-        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?",
+        "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?",
         booked,
-        "I found your appointment on 2026-11-26 at 09:30. Shall I cancel it?",
+        "I found your appointment on Thursday, November twenty-sixth at nine thirty a.m. Shall I cancel it?",
         "Your appointment is cancelled. Is there anything else I can help with?",
-        "So that's an appointment for Ann Lee on 2026-11-26 at 09:30. Shall I book it?",
-        "So that's an appointment for Bo on 2026-11-26 at 09:30. Shall I book it?",
+        "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?",
+        "So that's an appointment for Bo on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?",
         booked,
-        "I'm sorry, that time isn't available. Which other day would work for you?",
+        "I'm sorry, that time is already taken. Which other day would work for you?",
     ]

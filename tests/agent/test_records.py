@@ -240,10 +240,11 @@ def test_another_process_reads_consistent_data_while_agentd_writes(tmp_path):
 def test_an_empty_file_is_migrated_and_a_newer_schema_is_refused(tmp_path):
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
-    with pytest.raises(RecordsError, match=r"schema version 0, expected 1; agentd upgrades it"):
+    now = records_mod.SCHEMA_VERSION
+    with pytest.raises(RecordsError, match=rf"schema version 0, expected {now}; agentd upgrades it"):
         CallRecords(empty, readonly=True)  # appliancectl never migrates
     with CallRecords(empty) as rec:
-        assert rec.version == 1
+        assert rec.version == now
         rec.start_call("c-1")
     tables = {r[0] for r in sqlite3.connect(empty).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"calls", "turns", "events", "tool_calls", "transfers"} <= tables
@@ -256,7 +257,7 @@ def test_an_empty_file_is_migrated_and_a_newer_schema_is_refused(tmp_path):
         with pytest.raises(RecordsError) as err:
             CallRecords(newer, readonly=readonly)
         assert str(err.value).startswith(f"call records {newer}: schema version 7 is newer than this appliance "
-                                          f"understands (1)")
+                                          f"understands ({now})")
     assert sqlite3.connect(newer).execute("PRAGMA user_version").fetchone()[0] == 7  # left alone
 
 
@@ -264,12 +265,13 @@ def test_a_newer_appliance_migrates_an_older_file_keeping_its_calls(tmp_path, mo
     path = tmp_path / "calls.db"
     with CallRecords(path) as rec:
         sample_call(rec)
-    monkeypatch.setattr(records_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(records_mod.MIGRATIONS, 2, ("ALTER TABLE calls ADD COLUMN recording TEXT",))
-    with pytest.raises(RecordsError, match="schema version 1, expected 2"):
+    now = records_mod.SCHEMA_VERSION
+    monkeypatch.setattr(records_mod, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setitem(records_mod.MIGRATIONS, now + 1, ("ALTER TABLE calls ADD COLUMN recording TEXT",))
+    with pytest.raises(RecordsError, match=f"schema version {now}, expected {now + 1}"):
         CallRecords(path, readonly=True)
     with CallRecords(path) as rec:
-        assert rec.version == 2
+        assert rec.version == now + 1
         assert [t.spoken for t in rec.conversation("c-1")][2] == "I have nine"
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(calls)")]
     assert columns[-1] == "recording"
@@ -310,7 +312,7 @@ def test_cli_lists_calls_as_a_table_and_as_json(sandbox):
         r = ctl(sandbox, "calls")  # while the writer has the file open
     assert r.returncode == 0, r.stderr
     header, first, second = r.stdout.splitlines()
-    assert header.split() == ["ID", "STARTED", "CALLER", "DURATION", "OUTCOME", "INTENT", "TURNS"]
+    assert header.split() == ["ID", "STARTED", "CALLER", "DURATION", "OUTCOME", "TASK", "TURNS"]
     assert first.split()[0] == "c-2" and first.split()[-3:] == ["in-progress", "-", "1"]
     assert first.split()[4].endswith("+")  # still going
     assert second.split()[0] == "c-1" and second.split()[3:] == ["sip:+15551234567@pbx", "0:11", "transferred",
@@ -442,3 +444,24 @@ def test_every_status_the_tool_runner_can_give_reaches_the_record(tmp_path, monk
     assert [t.status for t in kept] == [r.status for r in results]
     for t, r in zip(kept, results):
         assert (t.result == r.data) if r.ok else (t.error == r.error and r.error)
+
+
+def test_a_file_from_before_goals_is_migrated_and_keeps_its_calls(tmp_path):
+    """A version 1 file (before the caller's goal was recorded) opens, gains the goal columns,
+    and its old calls read with no goal; a new call records goal, reached and why not."""
+    path = tmp_path / "calls.db"
+    db = sqlite3.connect(path)
+    for sql in records_mod.MIGRATIONS[1]:
+        db.execute(sql)
+    db.execute("INSERT INTO calls (id, started_ns, started_at) VALUES ('old', 1, '2026-01-01T00:00:00.000+00:00')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with CallRecords(path) as rec:
+        assert rec.get_call("old").goal is None and rec.get_call("old").goal_reached is None
+        rec.start_call("new")
+        rec.end_call("new", "unresolved", "agent-hangup", goal="book_appointment", goal_reached=False,
+                      goal_reason="tool failure: book_appointment (timeout)")
+        call = rec.get_call("new")
+    assert (call.outcome, call.goal, call.goal_reached, call.goal_reason) == (
+        "unresolved", "book_appointment", False, "tool failure: book_appointment (timeout)")

@@ -48,9 +48,12 @@ def test_turn_latency_tool_failures_and_outcome(sandbox, tmp_path):
             line.wait(lambda: metrics(svc).find("appliance_tool_failures_total", status="timeout"), timeout=20,
                       what="a tool timeout in the metrics")
             line.hang_up("m1")
-            line.wait(lambda: metrics(svc).value("appliance_calls_total", outcome="completed") == 1, timeout=15,
-                      what="the call counted as completed")
+            # the booking never happened: not "completed", and the task is counted as not reached
+            line.wait(lambda: metrics(svc).value("appliance_calls_total", outcome="abandoned") == 1, timeout=15,
+                      what="the call counted as abandoned")
             after = metrics(svc)
+            assert after.value("appliance_calls_total", outcome="completed") == 0
+            assert after.value("appliance_tasks_total", goal="book_appointment", result="not-reached") == 1
             for stage in ("endpoint", "asr", "decide", "tts_first_audio", "total"):
                 assert after.value("appliance_turn_latency_seconds_count", stage=stage) >= 4, stage
             assert after.value("appliance_turn_latency_seconds_sum", stage="total") > 0

@@ -31,7 +31,7 @@ class Understanding:
     """One utterance, understood. ``intent`` / ``knowledge_id`` are None under their thresholds
     (their scores are the best found either way); ``slots`` holds only the slots found."""
 
-    text: str
+    text: str = ""
     intent: str | None = None
     intent_score: float = 0.0
     knowledge_id: str | None = None
@@ -40,6 +40,9 @@ class Understanding:
     yes_no: str | None = None
     backchannel: bool = False
     intent_margin: float = 0.0
+    today: dt.date | None = None  # the day relative dates were resolved against (the flow checks the past)
+    alternatives: tuple[dict[str, str], ...] = ()  # slots of the recogniser's other readings, best first
+    unsure: frozenset[str] = frozenset()  # slots heard with low word confidence: confirmed on their own
 
 
 class Understander:
@@ -57,11 +60,18 @@ class Understander:
         self.intents = IntentMatcher(embedder, intents, intent_threshold)
         self.knowledge = KnowledgeBase(embedder, list(knowledge or []), knowledge_threshold)
 
-    def understand(self, text: str, today: dt.date | None = None) -> Understanding:
+    def understand(self, text: str, today: dt.date | None = None, *, alternatives: tuple[str, ...] = (),
+                   words: tuple[dict, ...] = ()) -> Understanding:
+        """``alternatives``: the recogniser's other readings of the same audio (n-best), whose
+        slots let the flow pick the reading that fits; ``words``: the final's words with their
+        confidence ({"word", "conf"}), which mark a slot heard unsurely."""
         text = text if isinstance(text, str) else ""
         today = today or dt.date.today()
         backchannel = is_backchannel(text)
-        common = dict(text=text, slots=extract(text, today), yes_no=yes_no(text), backchannel=backchannel)
+        slots = extract(text, today)
+        alt_slots = tuple(found for alt in alternatives if alt != text and (found := extract(alt, today)))
+        common = dict(text=text, slots=slots, yes_no=yes_no(text), backchannel=backchannel, today=today,
+                      alternatives=alt_slots, unsure=_unsure(slots, words))
         if backchannel or not _HAS_WORD.search(text):
             return Understanding(**common)
         vector = self.embedder.embed_one(text)
@@ -72,3 +82,18 @@ class Understander:
 
     def answer(self, knowledge_id: str) -> str:
         return self.knowledge.answer(knowledge_id)
+
+
+UNSURE_CONF = 0.45  # a slot's words below this mean confidence are read back on their own
+_VALUE_WORD = re.compile(r"\d|^(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                         r"forty|fifty|noon|midnight|half|quarter|[ap]\.?m\.?|o'clock|monday|tuesday|wednesday|"
+                         r"thursday|friday|saturday|sunday|tomorrow|today)", re.I)
+
+
+def _unsure(slots: dict[str, str], words: tuple[dict, ...]) -> frozenset[str]:
+    """The date/time slots whose words (digits, number words, weekdays) were heard with low
+    confidence: "at 1 a.m." read at 0.3 is worth "Was that one a.m.?" before it is used."""
+    confs = [float(w.get("conf", 1.0)) for w in words if _VALUE_WORD.search(str(w.get("word", "")).strip(" ,.?!"))]
+    if not confs or sum(confs) / len(confs) >= UNSURE_CONF:
+        return frozenset()
+    return frozenset(k for k in ("date", "time") if k in slots)

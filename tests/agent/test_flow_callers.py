@@ -1,0 +1,193 @@
+"""The flow with callers it was not written for (P1): honest tool errors, slots held to the
+clinic's hours, corrections, no third identical question, truthful goals. Hand-built
+understandings in, actions out, against the example receptionist."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from test_flow import AGENT, CALLER, CONNECT, Call, texts
+
+from appliance.agent.flow import CallTool, Flow, Hangup, Say, TakeMessage, Transfer, Understanding
+from appliance.agent.tools import ToolResult
+
+TODAY = dt.date(2026, 12, 7)  # a Monday
+TUESDAY, SUNDAY = "2026-12-08", "2026-12-13"
+
+
+def hear(call: Call, text: str, **kw) -> list[str]:
+    kw.setdefault("today", TODAY)
+    return texts(call.hear(text, **kw))
+
+
+def booking_until_time(call: Call) -> None:
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "Ann Lee", slots={"name": "Ann Lee"})
+    hear(call, "Tuesday", slots={"date": TUESDAY})
+
+
+def failed(call: Call, status: str, http_status: int | None, error: str) -> list:
+    call.state, actions = call.flow.on_tool_result(call.state, ToolResult(status, error=error, http_status=http_status))
+    return actions
+
+
+# -- 1. tool errors told honestly -------------------------------------------------------------------
+def test_a_400_naming_the_phone_asks_for_the_phone_again_keeping_the_rest():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    assert isinstance(call.hear("yes", yes_no="yes")[0], CallTool)
+    actions = texts(failed(call, "error", 400, "book_appointment: HTTP 400: phone must be a phone number, got 'x'"))
+    assert actions == ["I'm sorry, the booking system didn't accept the phone number.",
+                       "What's the best phone number to reach you?"]
+    assert "phone" not in call.state.slots and call.state.slots["time"] == "10:00" and call.state.node == "book"
+    assert texts(call.hear("555 123 4567", slots={"phone": "5551234567"}))[0].startswith("So that's an appointment")
+
+
+def test_a_caller_id_that_is_no_number_is_never_used_as_the_phone():
+    call = Call(caller="talk")
+    booking_until_time(call)
+    assert hear(call, "ten a.m.", slots={"time": "10:00"}) == ["What's the best phone number to reach you?"]
+
+
+def test_a_409_says_the_time_is_taken_and_asks_another():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    call.hear("yes", yes_no="yes")
+    assert texts(failed(call, "error", 409, "book_appointment: HTTP 409: the slot is already taken")) == [
+        "I'm sorry, that time is already taken. Which other day would work for you?"]
+
+
+def test_a_timeout_says_the_system_is_not_answering_and_hands_over_with_context():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    call.hear("yes", yes_no="yes")
+    actions = failed(call, "timeout", None, "book_appointment: no answer within 2.00 s")
+    assert texts(actions) == ["I'm sorry, our booking system isn't answering right now. " + CONNECT]
+    transfer = actions[-1]
+    assert isinstance(transfer, Transfer) and transfer.context["slots"]["time"] == "10:00"
+    assert call.flow.goal(call.state) == ("book_appointment", False, "tool failure: book_appointment (timeout)")
+
+
+# -- 2. slots know their domain -----------------------------------------------------------------------
+def test_a_misheard_out_of_hours_time_is_read_back_as_the_likely_one():
+    call = Call()
+    booking_until_time(call)
+    assert hear(call, "At 1am.", slots={"time": "01:00"}) == ["We're not open at one a.m. Did you mean one p.m.?"]
+    assert hear(call, "No.", yes_no="no") == [
+        "And what time suits you? We have appointments from nine a.m. to five p.m."]
+    assert hear(call, "At ten a.m.", slots={"time": "10:00"})[0].startswith("So that's an appointment")
+    assert call.state.slots["time"] == "10:00"
+
+
+def test_yes_to_the_read_back_takes_it():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "at two am", slots={"time": "02:00"})
+    assert hear(call, "yes", yes_no="yes")[0].endswith("at two p.m. Shall I book it?")
+
+
+def test_the_recognisers_other_reading_that_fits_is_taken_without_asking():
+    call = Call()
+    booking_until_time(call)
+    said = hear(call, "At 1am.", slots={"time": "01:00"}, alternatives=({"time": "10:00"},))
+    assert said[0] == "So that's an appointment for Ann Lee on Tuesday, December eighth at ten a.m. Shall I book it?"
+
+
+def test_a_closed_day_and_a_past_day_are_refused_with_the_reason():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "Ann Lee", slots={"name": "Ann Lee"})
+    assert hear(call, "Sunday", slots={"date": SUNDAY}) == [
+        "We're closed on Sundays. We're open Monday to Friday from nine a.m. to five p.m.; we're closed on "
+        "Saturday and Sunday.", "What day would you like to come in?"]
+    assert hear(call, "last Friday", slots={"date": "2026-12-04"})[0].startswith("That day has already passed.")
+    assert "date" not in call.state.slots
+
+
+def test_a_value_heard_unsurely_is_confirmed_on_its_own():
+    call = Call()
+    booking_until_time(call)
+    assert hear(call, "ten a.m.", slots={"time": "10:00"}, unsure=frozenset({"time"})) == ["Was that ten a.m.?"]
+    assert hear(call, "yes", yes_no="yes")[0].startswith("So that's an appointment")
+
+
+# -- 3. corrections, a change of mind ---------------------------------------------------------------
+def test_not_tuesday_thursday_changes_the_day_only():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    assert hear(call, "Not Tuesday, Thursday.", yes_no="no", slots={"date": "2026-12-10"}) == [
+        "So that's an appointment for Ann Lee on Thursday, December tenth at ten a.m. Shall I book it?"]
+
+
+def test_a_caller_who_changes_their_mind_mid_booking_is_followed():
+    call = Call()
+    booking_until_time(call)
+    actions = call.hear("Actually, can I cancel my appointment instead?", intent="cancel_appointment",
+                        intent_score=0.72, today=TODAY)
+    assert actions == [CallTool("find_appointments", {"phone": CALLER})]
+    assert call.state.intent == "cancel_appointment"
+
+
+# -- 4. no loops ----------------------------------------------------------------------------------------
+def test_the_same_question_is_never_asked_a_third_time():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    first = hear(call, "Ann Lee", slots={"name": "Ann Lee"})
+    second = hear(call, "Sunday", slots={"date": SUNDAY})
+    assert first[-1] == second[-1] == "What day would you like to come in?"
+    third = call.hear("Sunday then", slots={"date": SUNDAY}, today=TODAY)
+    assert "What day would you like to come in?" not in texts(third)
+    assert isinstance(third[-1], Transfer) and third[-1].context["slots"] == {"name": "Ann Lee", "phone": CALLER}
+    assert call.flow.goal(call.state)[1] is False
+
+
+def test_a_lookup_that_finds_nothing_twice_ends_the_loop():
+    call = Call()
+    call.hear("I want to cancel my appointment", intent="cancel_appointment")
+    call.tool(data={"appointments": []})
+    call.hear("555 000 1111", slots={"phone": "5550001111"})
+    assert texts(call.tool(data={"appointments": []}))[0].startswith("I'm sorry, I couldn't find an appointment")
+
+
+# -- the message a caller does not want ----------------------------------------------------------------
+def test_no_i_want_a_real_person_after_a_message_offer_is_not_taken_as_the_message():
+    call = Call()
+    call.hear("Can I talk to a person?")
+    call.state, actions = call.flow.on_transfer_failed(call.state, 486)
+    assert TakeMessage() in actions
+    said = call.hear("No, I want to talk to a real person, please.", yes_no="no")
+    assert not any(isinstance(a, TakeMessage) and a.message for a in said) and Hangup("message-taken") not in said
+    assert texts(said)[0].startswith("I'm sorry, nobody can come to the phone right now.")
+    message = call.hear("Please ask Dr Lee to call me back about my crown.")
+    assert any(isinstance(a, TakeMessage) and "crown" in a.message for a in message)
+
+
+# -- 5. the goal, reached or not, and why ---------------------------------------------------------------
+def test_the_goal_is_reached_only_by_the_completing_tool():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    call.hear("yes", yes_no="yes")
+    assert call.flow.goal(call.state) == ("book_appointment", False, "")
+    call.tool(data={"id": 1, "date": TUESDAY, "time": "10:00"})
+    assert call.flow.goal(call.state) == ("book_appointment", True, "")
+    assert Flow(AGENT).goal(Flow(AGENT).initial_state()) == ("", False, "")
+
+
+def test_what_the_caller_heard_is_in_words_not_the_stored_format():
+    call = Call()
+    booking_until_time(call)
+    said = hear(call, "ten a.m.", slots={"time": "10:00"})
+    assert said == ["So that's an appointment for Ann Lee on Tuesday, December eighth at ten a.m. Shall I book it?"]
+    assert "2026" not in said[0] and ":" not in said[0]
+
+
+def test_understanding_is_one_class():
+    from appliance.agent import understanding
+
+    assert Understanding is understanding.Understanding
+    assert Say("x") == Say(text="x")

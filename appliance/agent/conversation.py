@@ -343,12 +343,20 @@ class Conversation:
         return self.flow.goal(self.state)
 
     async def execute(self, actions) -> None:
-        for action in actions:
+        """Carry out the flow's actions in order. Sentences said one after another are one turn
+        ("We're closed on Sundays." + the question): no gap in which the caller, hearing the
+        first end, would answer before the question."""
+        actions = list(actions)
+        while actions:
+            action = actions.pop(0)
             if self.ended:
                 return
             match action:
                 case Say(text=text):
-                    await self.speak(text)
+                    said = [text]
+                    while actions and isinstance(actions[0], Say):
+                        said.append(actions.pop(0).text)
+                    await self.speak_clauses([t for t in said if t])
                 case CallTool(name=name, args=args):
                     await self.call_tool(name, args)
                 case AskLlm(instructions=instructions):

@@ -24,7 +24,7 @@ API (every body is JSON; every error is ``{"error": "..."}``):
 
 Fault injection, for the tool runner's tests: per request with the query parameters or headers
 ``delay_ms`` / ``X-Delay-Ms`` (answer late) and ``fail_with`` / ``X-Fail-With`` (a status code
-to answer with, ``garbage`` for a 200 with a non-JSON body, ``array`` for a 200 with a JSON
+to answer with, or "CODE:message" for that error message, ``garbage`` for a 200 with a non-JSON body, ``array`` for a 200 with a JSON
 array, ``drop`` to close the connection
 without answering); or for the whole server with ``server.faults`` (``--delay-ms`` and
 ``--fail-with`` on the command line), where ``fail_times`` limits the failures to the first N
@@ -307,8 +307,9 @@ class BookingServer:
                                      keep)
                 self.log.append((method, target, 200))
                 return keep
-            status = int(fail)
-            await self._send(writer, status, {"error": f"injected failure {status}"}, keep)
+            code, _, message = fail.partition(":")  # "400:phone must be a phone number": that answer
+            status = int(code)
+            await self._send(writer, status, {"error": message or f"injected failure {status}"}, keep)
             self.log.append((method, target, status))
             return keep
 

@@ -501,7 +501,7 @@ class Flow:
         asked = self._missing(node, state.slots)
         if asked == "time" and "time" not in given and "number" in _slots(u) and len(u.text.split()) <= 4:
             if (hour := _hour_from_number(_slots(u)["number"])) is not None:  # "eleven", "at two"
-                given["time"] = hour
+                given["time"] = hour  # (heard unsurely: the number's words are read back as the time's)
         if given or asked is None or getattr(u, "yes_no", None) or getattr(u, "backchannel", False) \
                 or getattr(u, "intent", None) or getattr(u, "knowledge_id", None):
             return given  # words that mean something else are no answer
@@ -520,7 +520,9 @@ class Flow:
         at one a.m. Did you mean one p.m.?"); a value heard unsurely is read back on its own.
         Returns the values to take, what to tell the caller, and the values read back."""
         values, problems, pending = dict(values), [], {}
-        unsure = [k for k in getattr(u, "unsure", ()) if k in values]
+        heard_unsure = getattr(u, "unsure", frozenset())
+        unsure = [k for k in values if k in heard_unsure  # a time made of a bare number ("make it 11") too
+                  or (k == "time" and "number" in heard_unsure and "time" not in _slots(u))]
         if not self.hours.known or not values:
             if unsure:
                 pending = {k: values.pop(k) for k in unsure}

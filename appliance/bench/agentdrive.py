@@ -171,8 +171,9 @@ class Line:
         self.publish("sipd", CallAnswered(call_id=call_id, codec="PCMU"))
 
     def caller_says(self, call_id: str, text: str, *, seconds: float = 1.0, endpoint_ms: float = 240,
-                    asr_ms: float = 150) -> int:
-        """The events asrd publishes for one utterance, with realistic spacing in time."""
+                    asr_ms: float = 150, alternatives: tuple[str, ...] = (), conf: float = 0.9) -> int:
+        """The events asrd publishes for one utterance, with realistic spacing in time;
+        ``alternatives`` are the recogniser's other readings, ``conf`` every word's confidence."""
         self.utterance += 1
         u = self.utterance
         start = time.monotonic_ns()
@@ -183,9 +184,10 @@ class Line:
         self.publish("asrd", SpeechStopped(call_id=call_id, utterance=u, seq=u * 1000 + int(seconds * 50),
                                            end_ns=end, reason="silence"))
         time.sleep(asr_ms / 1000)
-        self.publish("asrd", AsrFinal(call_id=call_id, utterance=u, text=text, digits=text, confidence=0.9,
+        words = [{"word": w, "start_ns": start, "end_ns": end, "conf": conf} for w in text.split()]
+        self.publish("asrd", AsrFinal(call_id=call_id, utterance=u, text=text, digits=text, confidence=conf,
                                       start_ns=start, end_ns=end, latency_ms=(time.monotonic_ns() - end) / 1e6,
-                                      words=[]))
+                                      words=words, alternatives=list(alternatives)))
         return u
 
     def caller_starts_talking(self, call_id: str) -> tuple[int, int]:

@@ -146,6 +146,13 @@ class Asr:
                                         "(speculative; redone if the caller goes on); 0 = off", min=0, max=3000)
     queue_per_call: int = key(4, doc="utterances waiting per call; past this the oldest is dropped and reported",
                               min=1, max=64)
+    nbest: int = key(2, doc="readings asked of the recogniser while the agent waits for a value (a time, a date, "
+                            "a number): the agent takes the one that fits its hours; 1 = the best only (a beam "
+                            "of 2 cost ~30 ms per such answer here)", min=1, max=5)
+    min_speech_share: float = key(0.15, doc="an utterance whose share of speech-like 32 ms chunks (Silero) is "
+                                            "below this, with no 160 ms run of them, is noise: dropped as no speech "
+                                            "without a decode (speech measured 0.33-0.96, noise 0-0.08); 0 = off",
+                                  min=0.0, max=0.9)
     riva_server: str = key("127.0.0.1:50051", doc="riva: host:port of the Riva gRPC server")
     riva_language: str = key("en-US", doc="riva: language code")
     boost_words: list[str] = key([], doc="riva: words to boost (the agent's vocabulary: names, products)")

@@ -10,6 +10,10 @@ utterance so far is decoded at once; if the endpoint then comes with no new spee
 result is the final, so recognition time hides inside the endpoint's silence. A streaming
 backend (Riva) instead gets audio as it arrives and gives partials.
 
+Noise is not decoded: before any decode (and before a streaming final is published) Silero
+scores how speech-like the utterance is (speechcheck.py, ``asr.min_speech_share``); a door
+slam or hum the endpointer's VAD let through is dropped as ``no speech (not speech-like ...)``.
+
 Nothing here outlives the ring: after a restart calls are re-attached from the live rings.
 """
 
@@ -25,18 +29,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import Subscriber, endpoints
-from ..bus.messages import (AsrDropped, AsrFinal, AsrPartial, CallEnded, CallStarted, SpeechStarted,
+from ..bus.messages import (AsrDropped, AsrFinal, AsrPartial, CallEnded, CallStarted, Expect, Ok, SpeechStarted,
                             SpeechStopped)
 from ..config import Config
 from ..ipc import FRAME_NS, RingError, RingReader, inspect
 from ..runtime.logs import call_context
 from . import textnorm
-from .asr.base import AsrBackend, AsrStream, Transcript
+from .asr.base import AsrBackend, AsrStream, Hint, Transcript
 from .errors import BackendError
 from .echo import EchoGate
+from .speechcheck import SpeechCheck
 from .vad import Early, Ended, Endpointer, Started
 
 log = logging.getLogger("appliance.asrd")
+
+VALUE_SLOTS = ("time", "date", "number", "phone")
 
 
 @dataclass
@@ -67,6 +74,7 @@ class CallAudio:
         self.queue_len = queue_len
         self.speculation: Speculation | None = None
         self.stream: AsrStream | None = None
+        self.hint: Hint | None = None  # what agentd expects this caller to say next (asr.expect)
         self.stream_utterance = 0
         self.fed = 0  # frames of the current utterance already fed to the stream
         self.chain: asyncio.Task | None = None  # streaming backends: this call's finals, in order
@@ -95,6 +103,7 @@ class Recognition:
                          "echo_frames": 0}
         self.timeouts_in_a_row = 0
         self.vads = None  # backends.VadFactory, made at start: loads the onnx/tensorrt model once
+        self.speech_check: SpeechCheck | None = None  # made at start unless asr.min_speech_share = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -105,6 +114,9 @@ class Recognition:
         if self.backend is None:
             self.backend = await loop.run_in_executor(None, make_asr, self.config)
         self.vads = await loop.run_in_executor(None, make_vad_factory, self.config)
+        if self.config.asr.min_speech_share > 0:
+            self.speech_check = SpeechCheck(self.config.asr.min_speech_share)
+        runtime.control.on(Expect, self._expect)
         log.info("recogniser %s ready (VAD %s)", self.backend.name, self.config.vad.backend)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
         self._reattach()
@@ -246,7 +258,7 @@ class Recognition:
             if call.speculation is not None:
                 call.speculation.future.cancel()  # an older guess not yet started is void
             loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self.decoder, self._transcribe, item.audio)
+            fut = loop.run_in_executor(self.decoder, self._transcribe, item.audio, call.hint)
             call.speculation = Speculation(item.utterance, item.voiced_frames, fut)
             self.busy += 1
             fut.add_done_callback(self._speculation_done)
@@ -308,9 +320,45 @@ class Recognition:
             log.warning("utterance %d dropped: %s", utterance, reason)
         self.publish(AsrDropped(call_id=call_id, utterance=utterance, reason=reason))
 
+    def _expect(self, msg: Expect) -> Ok:
+        """agentd says what the caller will answer: prime the recogniser with it and, for a value
+        (a time, a date, a number), ask for the other readings too."""
+        call = self.calls.get(msg.call_id)
+        if call is None:
+            raise LookupError(f"no call {msg.call_id!r}")
+        nbest = self.config.asr.nbest if msg.slot in VALUE_SLOTS else 1
+        call.hint = Hint(prompt=msg.prompt, nbest=nbest) if (msg.prompt or nbest > 1) else None
+        return Ok(call_id=msg.call_id)
+
     # -- recognition ----------------------------------------------------------------------------
-    def _transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.backend.transcribe(audio, self.config.asr.timeout_s)
+    def _transcribe(self, audio: np.ndarray, hint: Hint | None = None) -> Transcript:
+        """Finals and speculative decodes (the decoder thread): noise is dropped undecoded."""
+        check = self.speech_check
+        if check is None:
+            return self.backend.transcribe(audio, self.config.asr.timeout_s, hint)
+        speechy = check.check(audio)
+        if not check.is_speech(speechy):
+            return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
+        return self._judged(self.backend.transcribe(audio, self.config.asr.timeout_s, hint), speechy)
+
+    def _finish_stream(self, stream: AsrStream, audio: np.ndarray, timeout: float) -> Transcript:
+        """A streaming backend's final (a stream thread), held to the same check."""
+        check = self.speech_check
+        if check is None:
+            return stream.finish(timeout)
+        speechy = check.check(audio)
+        if not check.is_speech(speechy):
+            stream.abort()
+            return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
+        return self._judged(stream.finish(timeout), speechy)
+
+    @staticmethod
+    def _judged(transcript: Transcript, speechy) -> Transcript:
+        if transcript.text and SpeechCheck.invented(transcript.text, speechy):
+            return Transcript("", meta={**transcript.meta, "rejected": transcript.text,
+                                        "reason": f"{transcript.text!r} is a stock Whisper phrase and the audio is "
+                                                  f"only {100 * speechy.share:.0f}% speech-like"})
+        return transcript
 
     def _next_job(self) -> tuple[CallAudio, Job] | None:
         while self.rr:
@@ -349,14 +397,14 @@ class Recognition:
         spec = call.speculation
         try:
             if job.stream is not None:
-                fut = loop.run_in_executor(self.streams, job.stream.finish, timeout)
+                fut = loop.run_in_executor(self.streams, self._finish_stream, job.stream, ended.audio, timeout)
             elif spec is not None and spec.utterance == ended.utterance and spec.voiced_frames == ended.voiced_frames:
                 self.counters["speculative_hits"] += 1
                 fut = spec.future
             else:
                 if spec is not None and spec.utterance == ended.utterance:
                     self.counters["speculative_misses"] += 1
-                fut = loop.run_in_executor(self.decoder, self._transcribe, ended.audio)
+                fut = loop.run_in_executor(self.decoder, self._transcribe, ended.audio, call.hint)
             if spec is not None and spec.utterance <= ended.utterance:
                 call.speculation = None
             transcript = await asyncio.wait_for(asyncio.shield(fut), timeout + 1.0)
@@ -388,6 +436,7 @@ class Recognition:
             confidence=round(transcript.confidence, 3), start_ns=start, end_ns=ended.end_ns,
             latency_ms=round((now - ended.end_ns) / 1e6, 1), words=words, truncated=ended.reason == "max-length",
             decode_ms=round(1000 * float(transcript.meta.get("decode_s", 0.0)), 1), ts_ns=now,
+            alternatives=list(transcript.alternatives),
         ))
         with call_context(cid):
             log.info("final %d (%.0f ms after speech): %s", ended.utterance, (now - ended.end_ns) / 1e6,

@@ -91,9 +91,9 @@ _VALUE_WORD = re.compile(r"\d|^(?:one|two|three|four|five|six|seven|eight|nine|t
 
 
 def _unsure(slots: dict[str, str], words: tuple[dict, ...]) -> frozenset[str]:
-    """The date/time slots whose words (digits, number words, weekdays) were heard with low
-    confidence: "at 1 a.m." read at 0.3 is worth "Was that one a.m.?" before it is used."""
+    """The date/time/number slots whose words (digits, number words, weekdays) were heard with
+    low confidence: "at 1 a.m." read at 0.3 is worth "Was that one a.m.?" before it is used."""
     confs = [float(w.get("conf", 1.0)) for w in words if _VALUE_WORD.search(str(w.get("word", "")).strip(" ,.?!"))]
     if not confs or sum(confs) / len(confs) >= UNSURE_CONF:
         return frozenset()
-    return frozenset(k for k in ("date", "time") if k in slots)
+    return frozenset(k for k in ("date", "time", "number") if k in slots)

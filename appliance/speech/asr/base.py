@@ -29,6 +29,17 @@ class Transcript:
     words: tuple[Word, ...] = ()
     confidence: float = 0.0  # mean word confidence; 0 when the backend gives none
     meta: dict = field(default_factory=dict)
+    alternatives: tuple[str, ...] = ()  # other readings of the same audio, best first (Hint.nbest)
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What the caller is expected to say (the agent's asr.expect): ``prompt`` primes the
+    recogniser (Whisper reads it as the text before the audio); ``nbest`` > 1 asks for that
+    many readings, so the agent can take the one that fits the slot."""
+
+    prompt: str = ""
+    nbest: int = 1
 
 
 PartialCallback = Callable[[str, bool], None]  # (text, stable)
@@ -53,8 +64,9 @@ class AsrBackend(abc.ABC):
     streaming: bool = False  # True: open_stream gives partials while the caller speaks
 
     @abc.abstractmethod
-    def transcribe(self, audio: np.ndarray, timeout: float) -> Transcript:
-        """A whole utterance, blocking (run it off the event loop). Empty text for no speech."""
+    def transcribe(self, audio: np.ndarray, timeout: float, hint: Hint | None = None) -> Transcript:
+        """A whole utterance, blocking (run it off the event loop). Empty text for no speech.
+        ``hint``: what the caller is expected to say; a backend may ignore it."""
 
     def open_stream(self, on_partial: PartialCallback) -> AsrStream:
         raise NotImplementedError(f"{self.name} does not stream")

@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 
 from ..errors import BackendError, ModelError
-from .base import SAMPLE_RATE, AsrBackend, AsrStream, PartialCallback, Transcript, Word
+from .base import SAMPLE_RATE, AsrBackend, AsrStream, Hint, PartialCallback, Transcript, Word
 
 log = logging.getLogger("appliance.asr")
 
@@ -182,7 +182,8 @@ class RivaAsr(AsrBackend):
                         self.language)
 
     # -- recognition ----------------------------------------------------------------------------
-    def transcribe(self, audio: np.ndarray, timeout: float) -> Transcript:
+    def transcribe(self, audio: np.ndarray, timeout: float, hint: Hint | None = None) -> Transcript:
+        """(The hint is not used: Riva's boost words are the site's vocabulary, set in config.)"""
         if audio.dtype != np.int16:
             raise ValueError("audio must be int16 at 16 kHz")
         timeout = timeout or self.timeout_s

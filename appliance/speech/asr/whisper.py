@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, ModelError
-from .base import SAMPLE_RATE, AsrBackend, Transcript, Word
+from .base import SAMPLE_RATE, AsrBackend, Hint, Transcript, Word
 
 log = logging.getLogger("appliance.asr")
 
 TOKENS_PER_SECOND_MAX = 8  # fast speech is ~4 words/s, ~1.3 tokens a word
+# A last, Whisper-only guard. Noise gives no_speech_prob ~0.4-0.6 here, at this edge, so it is
+# not what keeps noise out: asrd scores every utterance with Silero first (speech/speechcheck.py).
 NO_SPEECH_THRESHOLD = 0.6  # Whisper's own no-speech probability above which we doubt the text...
 LOW_CONFIDENCE = 0.5  # ...and reject it when the words' mean confidence is below this
 HOP = 160  # samples per mel frame
+MAX_PROMPT_TOKENS = 223  # Whisper's previous-text slot: half its 448-token context, less one
 
 
 class WhisperAsr(AsrBackend):
@@ -63,9 +66,18 @@ class WhisperAsr(AsrBackend):
         self._lock = threading.Lock()  # one decode at a time: the threads are already all in use
         self.model_dir = model_dir
 
-    def transcribe(self, audio: np.ndarray, timeout: float) -> Transcript:
+    def _prompt(self, hint: Hint | None) -> list[int]:
+        """The decoder's prompt: with a hint, Whisper's previous-text slot holds the agent's
+        question and the answer's vocabulary, so "At ten a.m." is not written "At an A&"."""
+        if hint is None or not hint.prompt.strip():
+            return self.prompt
+        previous = self.tokenizer.encode(" " + hint.prompt.strip())[-MAX_PROMPT_TOKENS:]
+        return [self.tokenizer.sot_prev, *previous, *self.prompt]
+
+    def transcribe(self, audio: np.ndarray, timeout: float, hint: Hint | None = None) -> Transcript:
         """``timeout`` is checked between the encoder and the decoder (CTranslate2 cannot be
-        interrupted mid-call); the decode length bound keeps the rest short."""
+        interrupted mid-call); the decode length bound keeps the rest short. ``hint.nbest`` > 1
+        decodes with a beam that wide and returns the other readings as ``alternatives``."""
         if audio.dtype != np.int16:
             raise ValueError("audio must be int16 at 16 kHz")
         if len(audio) < SAMPLE_RATE // 10:
@@ -86,12 +98,17 @@ class WhisperAsr(AsrBackend):
             if time.monotonic() - started > timeout:
                 raise BackendError(f"whisper: encoder took longer than {timeout:.1f} s")
             seconds = len(samples) / SAMPLE_RATE
-            result = self.model.model.generate(
-                encoded, [self.prompt], beam_size=self.beam_size, max_length=int(10 + TOKENS_PER_SECOND_MAX * seconds),
+            nbest = max(1, hint.nbest if hint is not None else 1)
+            prompt = self._prompt(hint)
+            result = self.model.model.generate(  # max_length counts the prompt's tokens too
+                encoded, [prompt], beam_size=max(self.beam_size, nbest), num_hypotheses=nbest,
+                max_length=len(prompt) + int(10 + TOKENS_PER_SECOND_MAX * seconds),
                 return_scores=True, return_no_speech_prob=True, suppress_blank=True,
                 suppress_tokens=self.suppress, no_repeat_ngram_size=4,
             )[0]
             tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
+            others = [self.tokenizer.decode([t for t in seq if t < self.tokenizer.eot]).strip()
+                      for seq in result.sequences_ids[1:]]
             no_speech = float(result.no_speech_prob)
             if not tokens:
                 return Transcript("", meta={"no_speech_prob": no_speech, "reason": "no speech"})
@@ -106,7 +123,8 @@ class WhisperAsr(AsrBackend):
             return Transcript("", meta={"no_speech_prob": round(no_speech, 3), "reason": "no speech",
                                         "rejected": text, "confidence": round(confidence, 3)})
         return Transcript(text=text, words=words, confidence=confidence,
-                          meta={"no_speech_prob": round(no_speech, 3), "decode_s": round(time.monotonic() - started, 3)})
+                          meta={"no_speech_prob": round(no_speech, 3), "decode_s": round(time.monotonic() - started, 3)},
+                          alternatives=_distinct(text, others))
 
 
 def merge_punctuation(aligned: list[dict]) -> tuple[Word, ...]:
@@ -122,3 +140,16 @@ def merge_punctuation(aligned: list[dict]) -> tuple[Word, ...]:
             continue
         words.append(Word(text=text, start=float(w["start"]), end=float(w["end"]), conf=float(w["probability"])))
     return tuple(words)
+
+
+def _distinct(best: str, others: list[str]) -> tuple[str, ...]:
+    """Other readings that say something else than ``best`` (not only its casing or commas)."""
+    def key(t: str) -> str:
+        return " ".join("".join(ch for ch in t.lower() if ch.isalnum() or ch.isspace()).split())
+
+    seen, out = {key(best)}, []
+    for text in others:
+        if text and key(text) not in seen:
+            seen.add(key(text))
+            out.append(text)
+    return tuple(out)

@@ -20,3 +20,11 @@ def test_the_caller_answers_the_question_and_rephrases_when_asked_again():
     assert caller("So that's John Smith on Tuesday at 10:00. Shall I book it?") == "Yes please."
     assert caller("You're booked. Is there anything else I can help with?").startswith("No, that's all")
     assert caller.confirmed and caller("Have a great day, goodbye!") is None
+
+
+def test_the_caller_answers_a_read_back_and_which_part():
+    caller = BookingCaller(ask_hours=False)
+    assert caller("We're not open at one a.m. Did you mean one p.m.?") == "No."
+    assert caller("Was that ten a.m.?") == "Yes."
+    assert caller("Which part should I change: the name, the day, or the time?") == "The time."
+    assert caller("So that's John Smith on Tuesday, December eighth at ten a.m. Shall I book it?") == "Yes please."

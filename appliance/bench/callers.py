@@ -26,6 +26,10 @@ class BookingCaller:
         text = agent.lower()
         if "goodbye" in text:
             return None
+        if "was that" in text or "did you mean" in text:  # the agent reads back what it heard
+            return self._say("Yes." if "ten a.m" in text or "10" in text else "No.")
+        if "which part" in text:
+            return self._say("The time.")
         if "shall i book" in text:
             # Say no when the agent got the time wrong: the flow asks the day and time again.
             return self._say("Yes please." if "10" in text or "ten" in text else "No, that's not right.")

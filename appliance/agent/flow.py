@@ -141,6 +141,17 @@ def _is_question(text: str) -> bool:
     return isinstance(text, str) and (text.rstrip().endswith("?") or bool(_QUESTION_START.match(text)))
 
 
+QUESTION_ROUTE_SCORE = 0.7  # a question matched to a flow's intent below this is a question about it
+
+
+def _asks_about(u) -> bool:
+    """A wh-question ("how much", "what does") that only loosely matched a flow's intent and
+    gives it nothing to go on: it asks about the thing, it does not ask to do it."""
+    text = getattr(u, "text", "") or ""
+    return bool(re.match(r"^\W*(?:how|what|which|why|who|where)\b", text, re.I)) and not _slots(u) \
+        and getattr(u, "intent_score", 1.0) < QUESTION_ROUTE_SCORE
+
+
 def _declines(u, intent: Intent | None) -> bool:
     """A bare "no" while nothing is under way: every open question then is "how can I help" or
     "anything else?", so the caller is done. Not "no, what are your hours" (longer), nor "no,
@@ -157,6 +168,9 @@ _SLOT_WORDS = {"time": r"time|hour|o'clock", "date": r"day|date", "name": r"name
                "phone": r"number|phone"}
 _WRONG = re.compile(r"\b(?:wrong|not right|incorrect|change|not (?:the|that)|mistake|fix)\b", re.I)
 _MAKE_IT = re.compile(r"\b(?:make it|change it to|move it to|how about|instead|rather|actually)\b", re.I)
+_EDGE = re.compile(r"\b(?:(?P<early>as early as (?:possible|you can)|earliest|first thing|first (?:available|"
+                   r"appointment|slot))|(?P<late>as late as (?:possible|you can)|latest|last (?:appointment|slot)))\b",
+                   re.I)
 _PART_NAMES = {"date": "the day", "time": "the time", "name": "the name", "phone": "the phone number"}
 
 
@@ -308,6 +322,8 @@ class Flow:
         if _declines(u, intent):  # "No." to "Is there anything else I can help with?": done
             return replace(self._understood(state), node=None), [Say(render(self.agent.goodbye, state.slots)),
                                                                  Hangup("goodbye")]
+        if intent is not None and intent.node and _asks_about(u):
+            intent = None  # "How much does a cleaning cost?" is a question, not a booking
         if intent is not None:
             return self._route(state, intent, u)
         entry = self.agent.answer(getattr(u, "knowledge_id", None))
@@ -502,6 +518,11 @@ class Flow:
         if asked == "time" and "time" not in given and "number" in _slots(u) and len(u.text.split()) <= 4:
             if (hour := _hour_from_number(_slots(u)["number"])) is not None:  # "eleven", "at two"
                 given["time"] = hour  # (heard unsurely: the number's words are read back as the time's)
+        if asked == "time" and "time" not in given and self.hours.known and (edge := _EDGE.search(u.text or "")):
+            day = _date(given.get("date") or state.slots.get("date") or "")
+            starts = self.hours.slots(day) if day else []
+            if starts:  # "as early as possible": the day's first appointment; "latest": its last
+                given["time"] = starts[0] if edge.group("early") else starts[-1]
         if given or asked is None or getattr(u, "yes_no", None) or getattr(u, "backchannel", False) \
                 or getattr(u, "intent", None) or getattr(u, "knowledge_id", None):
             return given  # words that mean something else are no answer

@@ -8,7 +8,7 @@ import datetime as dt
 
 from test_flow import AGENT, CALLER, CONNECT, Call, texts
 
-from appliance.agent.flow import CallTool, Flow, Hangup, Say, TakeMessage, Transfer, Understanding
+from appliance.agent.flow import AskLlm, CallTool, Flow, Hangup, Say, TakeMessage, Transfer, Understanding
 from appliance.agent.tools import ToolResult
 
 TODAY = dt.date(2026, 12, 7)  # a Monday
@@ -191,3 +191,19 @@ def test_understanding_is_one_class():
 
     assert Understanding is understanding.Understanding
     assert Say("x") == Say(text="x")
+
+
+def test_as_early_as_possible_is_the_days_first_appointment():
+    call = Call()
+    booking_until_time(call)
+    assert hear(call, "As early as possible, please.")[0].endswith("at nine a.m. Shall I book it?")
+
+
+def test_a_question_about_a_flow_is_not_the_flow():
+    """"How much does a cleaning cost?" matched the booking intent (0.59): it asks about a
+    cleaning, it does not ask to book one."""
+    call = Call()
+    actions = call.hear("How much does a cleaning cost?", intent="book_appointment", intent_score=0.59, today=TODAY)
+    assert actions == [AskLlm()] and call.state.node is None
+    assert isinstance(Call().hear("How do I book an appointment?", intent="book_appointment", intent_score=0.9,
+                                  today=TODAY)[0], Say)  # a clear match is still the flow

@@ -363,3 +363,15 @@ def test_understand_a_backchannel_skips_the_model(understander):
     result = understander.understand("mhm", TODAY)
     assert result.backchannel and result.intent is None and result.knowledge_id is None
     assert result.yes_no == "yes"
+
+
+def test_callers_own_wordings_from_the_p1_trial():
+    """What independently scripted callers said and the agent missed."""
+    import datetime as dt
+
+    from appliance.agent.understanding.slots import extract
+
+    today = dt.date(2026, 12, 7)
+    assert extract("next Tuesday at 930", today) == {"date": "2026-12-15", "time": "09:30"}
+    assert extract("at 1030 please", today) == {"time": "10:30"}
+    assert extract("call me at 555 123 4567", today) == {"phone": "5551234567"}

@@ -74,7 +74,7 @@ class Understander:
                       alternatives=alt_slots, unsure=_unsure(slots, words))
         if backchannel or not _HAS_WORD.search(text):
             return Understanding(**common)
-        vector = self.embedder.embed_one(text)
+        vector = self.embedder.embed_one(_fluent(text))
         intent = self.intents.match_vector(vector)
         entry = self.knowledge.lookup_vector(vector)
         return Understanding(intent=intent.name, intent_score=intent.score, intent_margin=intent.margin,
@@ -97,3 +97,14 @@ def _unsure(slots: dict[str, str], words: tuple[dict, ...]) -> frozenset[str]:
     if not confs or sum(confs) / len(confs) >= UNSURE_CONF:
         return frozenset()
     return frozenset(k for k in ("date", "time", "number") if k in slots)
+
+
+_DISFLUENCY = re.compile(r"\b(?:u+m+|u+h+|e+r+m*|h+m+|you know|i mean|i was wondering(?: if)?|kind of|sort of)\b[,.]?",
+                         re.I)
+
+
+def _fluent(text: str) -> str:
+    """The words without hesitations ("um, I was wondering, uh, if I could book" -> "if I could
+    book"): fillers pull a short request's embedding away from every intent's examples."""
+    cleaned = " ".join(_DISFLUENCY.sub(" ", text).split())
+    return cleaned if _HAS_WORD.search(cleaned) else text

@@ -261,6 +261,8 @@ _TIME_PATTERNS: list[tuple[int, str, re.Pattern[str]]] = [
     (0, "clock", re.compile(rf"\b(?P<h>{_HOUR})(?:\s+(?P<m>{_MIN_W}))?\s+{_PART_AFTER}")),  # "nine at night"
     (1, "clock", re.compile(rf"\b(?P<h>{_HOUR_W})\s+(?P<m>{_MIN_W})\b")),  # "three thirty"
     (1, "named", re.compile(r"\b(?:twelve\s+|12\s+)?(?P<word>noon|midday|midnight)\b")),
+    # "at 930", "at 1030": a recogniser writes a spoken "nine thirty" after "at" as digits
+    (1, "clock", re.compile(r"\b(?:at|around|about|by)\s+(?P<h>\d{1,2})(?P<m>[0-5]\d)\b(?!\s*(?:people|am|pm|[-.]?\s*\d))")),
     (2, "clock", re.compile(rf"\b(?:at|around|about|by|after|before|until|till|from)\s+(?P<h>{_HOUR})\b"
                             r"(?!\s*(?:people|persons|kids|children|minutes|hours|days|weeks|months|years|of)\b)")),
 ]

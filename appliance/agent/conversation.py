@@ -123,6 +123,7 @@ class Conversation:
         self.pending: asyncio.Queue[AsrFinal] = asyncio.Queue()
         self.barge_timer: asyncio.TimerHandle | None = None
         self.listening_utterance: int | None = None
+        self.speaking_utterance: int | None = None  # the caller's utterance in progress (started, not stopped)
         self.no_input_task: asyncio.Task | None = None
         self.timing = TurnTiming()
         self._primed = ("", "")  # the last (slot, prompt) asrd was told to expect
@@ -176,14 +177,17 @@ class Conversation:
             if self.held_timer is not None:  # the caller goes on: the held part waits for the rest
                 self.held_timer.cancel()
                 self.held_timer = None
-            self.listening_utterance = msg.utterance
+            self.listening_utterance = self.speaking_utterance = msg.utterance
             if self.speaking is not None and self.speaking.playing:
                 self._arm_barge_in(msg)
         elif isinstance(msg, SpeechStopped):
             if msg.utterance == self.listening_utterance:
                 self._disarm_barge_in()  # it ended before the barge-in threshold: a cough, a click
+                self.speaking_utterance = None
             self.timing = TurnTiming(speech_end_ns=msg.end_ns, endpoint_ns=msg.ts_ns)
             if msg.reason == "too-short":
+                if self.held is not None and self.held_timer is None:  # the "rest" was a click
+                    self._release_held()
                 self._arm_no_input()
         elif isinstance(msg, AsrFinal):
             self.timing.final_ns = msg.ts_ns
@@ -193,6 +197,12 @@ class Conversation:
             if self.held is not None:  # the rest of a sentence the caller paused in
                 msg = replace(msg, text=f"{self.held.text} {msg.text}", start_ns=self.held.start_ns)
                 self.held = None
+            if self.speaking_utterance is not None and self.speaking_utterance > msg.utterance \
+                    and self.speaking is None:
+                # The caller already goes on ("Um, hi," ... "I was wondering, uh, if I could book"):
+                # this part waits for the rest, however long; their turn is not over.
+                self.held = msg
+                return
             if incomplete(msg.text) and self.agent.turns.incomplete_wait_ms:
                 self.held = msg
                 self.held_timer = asyncio.get_running_loop().call_later(
@@ -204,6 +214,8 @@ class Conversation:
                 await self.barge_in()
             await self.pending.put(msg)
         elif isinstance(msg, AsrDropped):
+            if self.held is not None and self.held_timer is None:  # the rest was noise: answer the part
+                self._release_held()
             self._arm_no_input()
         elif isinstance(msg, TtsStarted):
             if self.speaking is not None and msg.turn == self.speaking.turn:

@@ -25,6 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..speech.textnorm import to_digits
 from .actions import Action, AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
 from .definition import CALLER_SLOT, ENTITY_SLOTS, ESCALATE, PLACEHOLDER, AgentDef, Intent, Node
 from .spoken import spoken, spoken_time
@@ -55,6 +56,7 @@ class FlowState:
     pending: dict[str, Any] = field(default_factory=dict)  # a value read back, awaiting yes or no
     which_part: bool = False  # a bare "no" at a confirmation: we asked which part to change
     transfer_failed: bool = False  # nobody took a hand-off in this call
+    digits: str = ""  # a phone number said in groups, so far ("555" ... "201" ... "3344")
 
 
 # -- templates -------------------------------------------------------------------------------------
@@ -310,8 +312,8 @@ class Flow:
         if n > self.agent.turns.max_reprompts:
             return replace(state, node=None, reprompts=n, why=state.why or "caller went silent"), [
                 Say(render(self.agent.goodbye, state.slots)), Hangup("no-input")]
-        question = self._question(state)
-        return replace(state, reprompts=n), [Say(f"{self.agent.turns.reprompt} {question}".strip())]
+        question = self._question(state)  # (a number half said is said again whole after this)
+        return replace(state, reprompts=n, digits=""), [Say(f"{self.agent.turns.reprompt} {question}".strip())]
 
     def on_transfer_failed(self, state: FlowState, status: int = 0) -> tuple[FlowState, list[Action]]:
         """Nobody took the call (busy, no answer): it is ours again; offer to take a message."""
@@ -353,6 +355,13 @@ class Flow:
         return self._prefixed(state, actions, problems)
 
     def _collect(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
+        if self._missing(node, state.slots) == "phone" and (group := _digit_group(u)):
+            digits = state.digits + group  # a number said in groups, each cut off by a pause
+            if len(digits) >= 10 or (len(digits) >= 7 and len(group) >= 4):
+                u = replace(u, slots={**_slots(u), "phone": digits})
+                state = replace(state, digits="")
+            else:
+                return replace(self._understood(state), digits=digits), []  # listening for the rest
         filled, problems, pending = self._checked(state, self._fill(node, state, u), u)
         if intent is not None and intent.name != state.intent and not intent.knowledge and self._changes_mind(u):
             return self._route(state, intent, u)  # "actually, can I cancel instead?"
@@ -704,6 +713,14 @@ class Flow:
 
 def _slots(u) -> dict:
     return {k: v for k, v in (getattr(u, "slots", None) or {}).items() if v not in (None, "")}
+
+
+def _digit_group(u) -> str:
+    """The digits of an utterance made of nothing else ("555.", "five five five", "201, 33")."""
+    text = to_digits(getattr(u, "text", "") or "").strip()
+    if not re.fullmatch(r"\+?[\d][\d\s,.\-()]*", text):
+        return ""
+    return re.sub(r"\D", "", text)
 
 
 def _date(value: str):

@@ -251,3 +251,26 @@ def test_no_reprompts_while_a_transfer_is_out_and_a_silent_pbx_means_failure(age
     n = len(line.calls["c13"].turns())
     time.sleep(3.0)
     assert len(line.calls["c13"].turns()) == n  # no "Are you still there?" while the human is being rung
+
+
+def test_a_final_that_arrives_while_the_caller_goes_on_waits_for_the_rest(agentd, line):
+    """"Um, hi." ended on a pause and its transcript came while the caller was already saying
+    the rest: the agent answers the whole turn once, not "Hello! How can I help" into the pause."""
+    from appliance.bus.messages import AsrFinal, SpeechStopped
+
+    agentd()
+    line.start_call("c13")
+    line.wait_says("c13", 1)
+    u1, t1 = line.caller_starts_talking("c13")
+    time.sleep(0.4)
+    line.publish("asrd", SpeechStopped(call_id="c13", utterance=u1, seq=u1 * 1000 + 20, end_ns=time.monotonic_ns(),
+                                       reason="silence"))
+    u2, t2 = line.caller_starts_talking("c13")  # goes on before the first part's transcript is out
+    line.publish("asrd", AsrFinal(call_id="c13", utterance=u1, text="Um, hi.", digits="Um, hi.", confidence=0.9,
+                                  start_ns=t1, end_ns=t2, latency_ms=100.0, words=[]))
+    time.sleep(1.5)  # longer than incomplete_wait_ms: only "the caller is still talking" holds it
+    assert len(line.calls["c13"].turns()) == 1
+    line.caller_stops("c13", u2, t2, "I was wondering if I could book an appointment")
+    said = line.wait_says("c13", 2)
+    time.sleep(0.8)
+    assert len(line.calls["c13"].turns()) == 2 and "name" in said[-1].lower(), said

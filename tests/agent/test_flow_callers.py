@@ -207,3 +207,14 @@ def test_a_question_about_a_flow_is_not_the_flow():
     assert actions == [AskLlm()] and call.state.node is None
     assert isinstance(Call().hear("How do I book an appointment?", intent="book_appointment", intent_score=0.9,
                                   today=TODAY)[0], Say)  # a clear match is still the flow
+
+
+def test_a_phone_number_said_in_groups_is_put_together():
+    """"555" ... "201" ... "3344", each group cut off by the caller's pause."""
+    call = Call(caller="")
+    booking_until_time(call)
+    assert hear(call, "ten a.m.", slots={"time": "10:00"}) == ["What's the best phone number to reach you?"]
+    assert call.hear("555.", slots={"number": "555"}) == []
+    assert call.hear("two oh one", slots={"number": "201"}) == []
+    assert texts(call.hear("3344.", slots={"number": "3344"}))[0].startswith("So that's an appointment")
+    assert call.state.slots["phone"] == "5552013344"

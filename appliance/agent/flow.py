@@ -352,6 +352,9 @@ class Flow:
         node = self.nodes[intent.node]
         offered, problems, pending = self._checked(state, _slots(u), u)
         state, actions = self._enter(replace(state, pending=pending), intent.node, offered=offered)
+        if state.pending:  # a value read back before the flow goes on, counted as any question
+            state, more = self._ask(state, " ".join(problems))
+            return state, actions + more
         return self._prefixed(state, actions, problems)
 
     def _collect(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
@@ -368,6 +371,9 @@ class Flow:
         if filled or pending:
             state = self._understood(replace(state, slots={**state.slots, **filled}, pending=pending))
             state, actions = self._enter(state, node.id, resume=True)
+            if state.pending:
+                state, more = self._ask(state, " ".join(problems))
+                return state, actions + more
             return self._prefixed(state, actions, problems)
         if problems:
             return self._prefixed(*self._ask(state, self._question(state)), problems)
@@ -387,7 +393,7 @@ class Flow:
         corrections, problems, pending = self._checked(state, corrections, u)
         if pending:  # a corrected value read back first ("Did you mean one p.m.?")
             state = replace(state, slots={**state.slots, **corrections}, pending=pending, which_part=False)
-            return state, [Say(" ".join(problems))]
+            return self._ask(state, problems[-1], prefix=" ".join(problems[:-1]))
         if corrections:  # "no, Friday" or "yes but at four": apply it and confirm again
             state = self._understood(replace(state, slots={**state.slots, **corrections}, which_part=False))
             return self._prefixed(*self._ask(state, render(node.say, state.slots, state.result)), problems)
@@ -425,7 +431,11 @@ class Flow:
         """The caller's answer to "Was that ten a.m.?" / "Did you mean one p.m.?"."""
         pending, state = state.pending, replace(state, pending={})
         answer = getattr(u, "yes_no", None)
-        if _slots(u) and (answer != "yes" or any(k in pending for k in _slots(u))):
+        said = self._fill(node, replace(state, slots={k: v for k, v in state.slots.items() if k not in pending}), u) \
+            if node.kind == "collect" else _slots(u)
+        if said and all(said.get(k) == v for k, v in pending.items()):
+            answer = "yes"  # the same value said again ("Ten in the morning."): that is a yes
+        elif _slots(u) and (answer != "yes" or any(k in pending for k in _slots(u))):
             return self.on_utterance(state, u)  # a new value instead: that one
         if answer == "yes":
             state = self._understood(replace(state, slots={**state.slots, **pending}))

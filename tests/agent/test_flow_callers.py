@@ -218,3 +218,18 @@ def test_a_phone_number_said_in_groups_is_put_together():
     assert call.hear("two oh one", slots={"number": "201"}) == []
     assert texts(call.hear("3344.", slots={"number": "3344"}))[0].startswith("So that's an appointment")
     assert call.state.slots["phone"] == "5552013344"
+
+
+def test_the_value_said_again_to_its_read_back_is_a_yes_and_a_read_back_never_loops():
+    call = Call()
+    booking_until_time(call)
+    assert hear(call, "Ten in the morning.", slots={"time": "10:00"}, unsure=frozenset({"time"})) == [
+        "Was that ten a.m.?"]
+    assert hear(call, "At ten a.m. please.", slots={"time": "10:00"}, unsure=frozenset({"time"}))[0].startswith(
+        "So that's an appointment")
+    looping = Call()
+    booking_until_time(looping)
+    said = [hear(looping, "At 1am.", slots={"time": "01:00"}) for _ in range(2)]
+    assert said[0] == ["We're not open at one a.m. Did you mean one p.m.?"]
+    third = looping.hear("At 1am.", slots={"time": "01:00"}, today=TODAY)
+    assert not any(isinstance(a, Say) and "Did you mean" in a.text for a in third), third

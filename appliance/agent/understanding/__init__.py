@@ -84,7 +84,7 @@ class Understander:
         return self.knowledge.answer(knowledge_id)
 
 
-UNSURE_CONF = 0.45  # a slot's words below this mean confidence are read back on their own
+UNSURE_CONF = 0.3  # a slot's words below this mean confidence are read back on their own
 _VALUE_WORD = re.compile(r"\d|^(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                          r"forty|fifty|noon|midnight|half|quarter|[ap]\.?m\.?|o'clock|monday|tuesday|wednesday|"
                          r"thursday|friday|saturday|sunday|tomorrow|today)", re.I)

@@ -400,6 +400,9 @@ class Flow:
         if problems:
             return self._prefixed(*self._ask(state, render(node.say, state.slots, state.result)), problems)
         answer = getattr(u, "yes_no", None)
+        restated = {k: v for k, v in given.items() if k in told}
+        if answer is None and restated and all(state.slots.get(k) == v for k, v in restated.items()):
+            answer = "yes"  # "At ten a.m., please." to "... at ten a.m. Shall I book it?": the same, so yes
         named = _named_slots(u.text, told)
         if named and (answer == "no" or _WRONG.search(u.text or "") or state.which_part):  # "the time's wrong"
             return self._change(state, node, named)

@@ -345,7 +345,8 @@ def test_cancelling_when_nothing_is_booked_under_the_number_asks_for_it():
     assert call.hear("555 987 6543", slots={"phone": "5559876543"}) == [
         CallTool("find_appointments", {"phone": "5559876543"})]
     assert texts(call.tool(data={"appointments": []})) == [
-        "I'm sorry, I couldn't find an appointment under that number either. Is there anything else I can help with?"]
+        "I'm sorry, I couldn't find an appointment under that number either. Let me put you through to the front desk; "
+        "they can look it up by name."]
     assert call.state.node is None
 
 

@@ -150,7 +150,8 @@ def test_a_lookup_that_finds_nothing_twice_ends_the_loop():
     call.hear("I want to cancel my appointment", intent="cancel_appointment")
     call.tool(data={"appointments": []})
     call.hear("555 000 1111", slots={"phone": "5550001111"})
-    assert texts(call.tool(data={"appointments": []}))[0].startswith("I'm sorry, I couldn't find an appointment")
+    twice = call.tool(data={"appointments": []})
+    assert texts(twice)[0].startswith("I'm sorry, I couldn't find an appointment") and isinstance(twice[-1], Transfer)
 
 
 # -- the message a caller does not want ----------------------------------------------------------------
@@ -233,3 +234,10 @@ def test_the_value_said_again_to_its_read_back_is_a_yes_and_a_read_back_never_lo
     assert said[0] == ["We're not open at one a.m. Did you mean one p.m.?"]
     third = looping.hear("At 1am.", slots={"time": "01:00"}, today=TODAY)
     assert not any(isinstance(a, Say) and "Did you mean" in a.text for a in third), third
+
+
+def test_the_same_value_said_again_at_a_confirmation_is_a_yes():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "Ten in the morning.", slots={"time": "10:00"})
+    assert isinstance(call.hear("At ten a.m. please.", slots={"time": "10:00"}, today=TODAY)[0], CallTool)

@@ -17,7 +17,8 @@ API (every body is JSON; every error is ``{"error": "..."}``):
     POST   /appointments                   {name, phone, date, time, reason?} -> 201 {id, date, time}
     POST   /appointments/{id}/move         {date, time} -> {id, date, time}
     DELETE /appointments/{id}              -> {id, cancelled: true}
-    GET    /appointments?phone=...         {"appointments": [{id, name, phone, date, time, reason}]}
+    GET    /appointments?phone=...&name=.. {"appointments": [{id, name, phone, date, time, reason}]}
+                                           by phone; none found (another phone), by name
     GET    /health                         {"ok": true, "requests": n}
 
 400 for invalid input, 404 for an unknown appointment or path, 409 when the slot is taken.
@@ -192,11 +193,15 @@ class BookingDb:
             raise HttpError(404, f"no appointment {appt_id}")
         return {"id": appt_id, "cancelled": True}
 
-    def find(self, phone: Any) -> dict:
-        digits = _digits(phone)
-        rows = self.conn.execute(
-            "SELECT id, name, phone, date, time, reason FROM appointments WHERE phone_digits = ? "
-            "ORDER BY date, time", (digits,))
+    def find(self, phone: Any, name: Any = "") -> dict:
+        """By the phone number; with none found (booked from another phone), by the name."""
+        rows = []
+        if phone:
+            rows = self.conn.execute("SELECT id, name, phone, date, time, reason FROM appointments "
+                                     "WHERE phone_digits = ? ORDER BY date, time", (_digits(phone),)).fetchall()
+        if not rows and isinstance(name, str) and name.strip():
+            rows = self.conn.execute("SELECT id, name, phone, date, time, reason FROM appointments "
+                                     "WHERE lower(name) = lower(?) ORDER BY date, time", (name.strip(),)).fetchall()
         return {"appointments": [dict(r) for r in rows]}
 
 
@@ -347,9 +352,9 @@ class BookingServer:
             if method == "POST":
                 return 201, self.db.book(body())
             if method == "GET":
-                if "phone" not in query:
-                    raise HttpError(400, "phone is required")
-                return 200, self.db.find(query["phone"])
+                if not query.get("phone") and not query.get("name"):
+                    raise HttpError(400, "phone or name is required")
+                return 200, self.db.find(query.get("phone", ""), query.get("name", ""))
             raise HttpError(405, f"{method} not allowed on /appointments")
         m = _APPT_RE.match(path)
         if m:
@@ -411,7 +416,7 @@ class BookingServerThread:
 
 
 CLINIC_INFO = {
-    "hours": "Monday to Friday, 9 am to 5 pm; closed at weekends.",
+    "hours": None,  # from the example agent's [hours]: one source
     "address": "12 Harbour Street, next to the pharmacy; parking behind the building.",
     "emergencies": "For a dental emergency outside opening hours, call the on-call dentist at 555 0100.",
 }
@@ -421,7 +426,8 @@ def clinic_info(topic: str) -> dict:
     """A python tool of the example agent: the clinic's standing answers."""
     if topic not in CLINIC_INFO:
         raise ValueError(f"no information about {topic!r}")
-    return {"topic": topic, "answer": CLINIC_INFO[topic]}
+    answer = CLINIC_INFO[topic] if topic != "hours" else f"We're open {example_hours().describe()}."
+    return {"topic": topic, "answer": answer}
 
 
 def clinic_tools(base_url: str, *, timeout_s: float = 2.0) -> list[ToolSpec]:
@@ -448,9 +454,10 @@ def clinic_tools(base_url: str, *, timeout_s: float = 2.0) -> list[ToolSpec]:
         ToolSpec(name="cancel_appointment", description="Cancel an appointment.",
                  url=f"{base}/appointments/{{id}}", method="DELETE", timeout_s=timeout_s,
                  args_schema={"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}),
-        ToolSpec(name="find_appointments", description="The caller's upcoming appointments, by phone number.",
-                 url=f"{base}/appointments", method="GET", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"phone": phone}, "required": ["phone"]}),
+        ToolSpec(name="find_appointments", description="The caller's upcoming appointments, by phone number, "
+                 "else by name.", url=f"{base}/appointments", method="GET", timeout_s=timeout_s,
+                 args_schema={"type": "object", "properties": {"phone": phone, "name": {"type": "string"}},
+                              "required": ["phone"]}),
         ToolSpec(name="clinic_info", description="Opening hours, address or emergency advice.", kind="python",
                  entry="appliance.agent.example_tools:clinic_info", timeout_s=timeout_s,
                  args_schema={"type": "object", "properties": {"topic": {"enum": sorted(CLINIC_INFO)}},

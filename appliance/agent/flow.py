@@ -34,6 +34,7 @@ from .understanding import Understanding
 __all__ = ["Flow", "FlowState", "Understanding", "render", "render_arg", "Action", "AskLlm", "CallTool", "Hangup",
            "Say", "TakeMessage", "Transfer"]
 
+WITHDRAWN = "withdrawn"  # why a goal was not reached when the caller decided against it themselves
 MESSAGE = "@message"  # the pseudo-node of taking a message after a failed hand-off
 MAX_HOPS = 20  # nodes entered in one step; more is a loop in the flow
 DEFAULT_TOOL_APOLOGY = "I'm sorry, our system isn't answering right now."
@@ -195,7 +196,7 @@ VOCABULARY = {
     "time": "At ten a.m. Nine thirty in the morning. Two p.m. Half past eleven. Four o'clock.",
     "date": "On Monday. Tuesday. Next Thursday. Friday the twelfth. Tomorrow.",
     "phone": "My number is 555 123 4567.",
-    "name": "My name is Ann Lee.",
+    "name": "",  # an example name would be written for the caller's own ("Anna White" came out "Ann a white")
     "yes_no": "Yes, that's right. No.",
 }
 
@@ -206,6 +207,7 @@ class Flow:
         self.nodes = agent.flow
         self.esc = agent.escalation
         self.hours = agent.hours
+        self.collected = set(agent.collected_slots())
         self.keywords = [k.lower() for k in self.esc.keywords if k.strip()]
 
     # -- state ------------------------------------------------------------------------------------
@@ -416,8 +418,8 @@ class Flow:
                 which = ", ".join(parts[:-1]) + f", or {parts[-1]}" if len(parts) > 1 else parts[0]
                 state = replace(self._understood(state), which_part=True)
                 return self._ask(state, f"Which part should I change: {which}?")
-            return self._enter(self._understood(replace(state, which_part=False, why=f"caller said no ({node.id})")),
-                               node.no)
+            why = f"{WITHDRAWN}: said no at {node.id}" if self._ends(node.no) else f"caller said no ({node.id})"
+            return self._enter(self._understood(replace(state, which_part=False, why=why)), node.no)
         return self._aside(state, u, intent)
 
     def _change(self, state: FlowState, node: Node, named: list[str]) -> tuple[FlowState, list[Action]]:
@@ -476,7 +478,8 @@ class Flow:
                         value = render_arg(template, slots, result)
                         if not slots.get(slot) and value and _valid_default(slot, value):
                             slots[slot] = value
-                    slots.update({k: v for k, v in (offered or {}).items() if k in node.slots})
+                    # what the caller offered that this node or a later one uses ("under the name Peter Novak")
+                    slots.update({k: v for k, v in (offered or {}).items() if k in node.slots or k in self.collected})
                 state = replace(state, slots=slots)
                 if state.pending:  # its read-back question goes out with the reason (see _checked)
                     return state, actions
@@ -632,6 +635,17 @@ class Flow:
             if m and "." not in m.group(1) and re.search(rf"\b{re.escape(arg.lower())}\b", low):
                 return m.group(1)
         return None
+
+    def _ends(self, node_id: str) -> bool:
+        """Does the flow end there without another question (a goodbye or "anything else?")?"""
+        seen = set()
+        while node_id and node_id not in seen and node_id in self.nodes:
+            seen.add(node_id)
+            node = self.nodes[node_id]
+            if node.kind not in ("say", "llm"):
+                return node.kind == "end"
+            node_id = node.next
+        return True
 
     @staticmethod
     def _changes_mind(u) -> bool:

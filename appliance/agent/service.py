@@ -22,6 +22,7 @@ from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
 from ..runtime.service import StartupError, make_dir
+from .flow import WITHDRAWN
 
 log = logging.getLogger("appliance.agentd")
 # MiniLM cosine above which an utterance is taken as an intent: on the receptionist's intents,
@@ -313,6 +314,8 @@ def call_outcome(end_reason: str, goal: str, reached: bool, why: str) -> tuple[s
         return "transferred", "" if reached or not goal else (why or "transferred")
     if not goal or reached:
         return "completed", ""
+    if why.startswith(WITHDRAWN):  # "keep it after all": what the caller finally wanted was done
+        return "completed", why
     if end_reason in CALLER_ENDED:
         return "abandoned", why or "caller hung up"
     return "unresolved", why or f"ended before it was done ({end_reason})"

@@ -128,7 +128,7 @@ def test_a_caller_who_changes_their_mind_mid_booking_is_followed():
     booking_until_time(call)
     actions = call.hear("Actually, can I cancel my appointment instead?", intent="cancel_appointment",
                         intent_score=0.72, today=TODAY)
-    assert actions == [CallTool("find_appointments", {"phone": CALLER})]
+    assert actions == [CallTool("find_appointments", {"phone": CALLER, "name": ""})]
     assert call.state.intent == "cancel_appointment"
 
 
@@ -241,3 +241,24 @@ def test_the_same_value_said_again_at_a_confirmation_is_a_yes():
     booking_until_time(call)
     hear(call, "Ten in the morning.", slots={"time": "10:00"})
     assert isinstance(call.hear("At ten a.m. please.", slots={"time": "10:00"}, today=TODAY)[0], CallTool)
+
+
+def test_keeping_the_appointment_after_all_is_a_withdrawn_goal_and_a_completed_call():
+    from appliance.agent.service import call_outcome
+
+    call = Call()
+    call.hear("I want to cancel my appointment", intent="cancel_appointment")
+    call.tool(data={"appointments": [{"id": 7, "date": TUESDAY, "time": "09:30"}]})
+    call.hear("No, I'll keep it.", yes_no="no")
+    goal, reached, why = call.flow.goal(call.state)
+    assert (goal, reached) == ("cancel_appointment", False) and why.startswith("withdrawn")
+    assert call_outcome("agent-hangup", goal, reached, why)[0] == "completed"
+    assert call_outcome("caller-hangup", "book_appointment", False, "tool failure: x")[0] == "abandoned"
+    assert call_outcome("agent-hangup", "book_appointment", False, "")[0] == "unresolved"
+
+
+def test_a_booking_made_under_a_name_from_another_phone_is_looked_up_by_the_name():
+    call = Call()
+    actions = call.hear("Hi, I have an appointment under the name Peter Novak and I need to move it.",
+                        intent="reschedule", slots={"name": "Peter Novak"}, today=TODAY)
+    assert actions == [CallTool("find_appointments", {"phone": CALLER, "name": "Peter Novak"})]

@@ -450,3 +450,21 @@ def test_example_server_as_a_process(tmp_path):
         finally:
             proc.terminate()
             assert proc.wait(10) == 0
+
+
+def test_appointments_are_found_by_phone_else_by_name(server):
+    runner = ToolRunner(clinic_tools(server.url))
+
+    async def go():
+        booked = await runner.call("book_appointment", {"name": "Peter Novak", "phone": "555 201 3344",
+                                                        "date": MONDAY, "time": "10:00"})
+        assert booked.ok, booked
+        by_phone = await runner.call("find_appointments", {"phone": "5552013344"})
+        other_phone = await runner.call("find_appointments", {"phone": "+15550000000", "name": "peter novak"})
+        nobody = await runner.call("find_appointments", {"phone": "+15550000000", "name": "Ann Lee"})
+        return by_phone, other_phone, nobody
+
+    by_phone, other_phone, nobody = run(go())
+    assert [a["name"] for a in by_phone.data["appointments"]] == ["Peter Novak"]
+    assert [a["name"] for a in other_phone.data["appointments"]] == ["Peter Novak"]
+    assert nobody.data["appointments"] == []

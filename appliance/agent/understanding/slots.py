@@ -367,8 +367,9 @@ def _number(s: str) -> str | None:
 # --- names -------------------------------------------------------------------------------------
 
 _NAME_TOKEN = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*")
-_STRONG_TRIGGERS = [("my", "name", "is"), ("my", "name's"), ("name", "is"), ("name's",)]
-_WEAK_TRIGGERS = [("this", "is"), ("i'm",), ("i", "am"), ("im",), ("call", "me")]
+_STRONG_TRIGGERS = [("my", "name", "is"), ("my", "name's"), ("name", "is"), ("name's",), ("under", "the", "name"),
+                    ("in", "the", "name", "of")]
+_WEAK_TRIGGERS = [("this", "is"), ("i'm",), ("i", "am"), ("im",), ("call", "me"), ("it's", "under"), ("booked", "under")]
 _TITLES = {"mr", "mrs", "ms", "miss", "mister", "missus", "dr", "doctor"}
 _NOT_NAMES = set("""
 a an the and or but if so to of in on at by for from with about as into over under after before again also just

@@ -328,6 +328,10 @@ class Flow:
                                                                  Hangup("goodbye")]
         if intent is not None and intent.node and _asks_about(u):
             intent = None  # "How much does a cleaning cost?" is a question, not a booking
+        entry = self.agent.answer(getattr(u, "knowledge_id", None))
+        if intent is not None and intent.node and entry is not None \
+                and getattr(u, "knowledge_score", 0.0) >= getattr(u, "intent_score", 1.0):
+            intent = None  # "I have a dental emergency, I broke a tooth": the emergency answer, not a booking
         if intent is not None:
             return self._route(state, intent, u)
         entry = self.agent.answer(getattr(u, "knowledge_id", None))
@@ -407,6 +411,10 @@ class Flow:
             answer = "yes"  # "At ten a.m., please." to "... at ten a.m. Shall I book it?": the same, so yes
         named = _named_slots(u.text, told)
         if named and (answer == "no" or _WRONG.search(u.text or "") or state.which_part):  # "the time's wrong"
+            if all(k in given for k in named):  # "the name is Emma Brown": it is said, confirm it again
+                state = self._understood(replace(state, which_part=False,
+                                                 slots={**state.slots, **{k: given[k] for k in named}}))
+                return self._ask(state, render(node.say, state.slots, state.result))
             return self._change(state, node, named)
         if intent is not None and intent.name != state.intent and not intent.knowledge and intent.node:
             return self._route(state, intent, u)  # changed their mind: "actually, cancel it instead"
@@ -425,10 +433,13 @@ class Flow:
     def _change(self, state: FlowState, node: Node, named: list[str]) -> tuple[FlowState, list[Action]]:
         """Forget the slots the caller says are wrong, keep the rest, and ask for those again."""
         asker = self._collector_for(named[0], node.id)
-        state = self._understood(replace(state, which_part=False,
-                                         slots={k: v for k, v in state.slots.items() if k not in named}))
+        slots = {k: v for k, v in state.slots.items() if k not in named}
         if asker is None:
-            return self._enter(state, node.no)
+            return self._enter(self._understood(replace(state, which_part=False, slots=slots)), node.no)
+        # the caller asked to change it: asking for it again is progress, not a loop
+        again = {render(self.nodes[asker].prompts.get(k, ""), slots, state.result) for k in named}
+        state = self._understood(replace(state, which_part=False, slots=slots,
+                                         asked={q: n for q, n in state.asked.items() if q not in again}))
         state, actions = self._enter(state, asker, resume=True)
         return state, [Say("No problem.")] + actions
 
@@ -437,7 +448,10 @@ class Flow:
         pending, state = state.pending, replace(state, pending={})
         answer = getattr(u, "yes_no", None)
         said = self._fill(node, replace(state, slots={k: v for k, v in state.slots.items() if k not in pending}), u) \
-            if node.kind == "collect" else _slots(u)
+            if node.kind == "collect" else dict(_slots(u))
+        if "time" in pending and "time" not in said and "number" in said:
+            if (hour := _hour_from_number(said["number"])) is not None:  # "make it eleven" again
+                said["time"] = hour
         if said and all(said.get(k) == v for k, v in pending.items()):
             answer = "yes"  # the same value said again ("Ten in the morning."): that is a yes
         elif _slots(u) and (answer != "yes" or any(k in pending for k in _slots(u))):
@@ -728,8 +742,13 @@ class Flow:
             if not state.transfer_failed and self.agent.target(self.esc.target) is not None:
                 return self._transfer(state, self.esc.target, "asked for a person instead of leaving a message",
                                       say=CONNECTING)
-            return state, [Say("I'm sorry, nobody can come to the phone right now. I can take a message for them, "
-                               "or you can call back during opening hours. What would you like to do?")]
+            question = ("I'm sorry, nobody can come to the phone right now. I can take a message for them, or you "
+                        "can call back during opening hours. What would you like to do?")
+            if state.asked.get(question, 0) >= self.esc.max_repeats:  # no third time: a polite end
+                return replace(state, node=None, why=state.why or "nobody available"), [
+                    Say("I'm sorry I couldn't put you through. Please call back during opening hours. "
+                        + render(self.agent.goodbye, state.slots)), Hangup("no-message")]
+            return replace(state, asked={**state.asked, question: state.asked.get(question, 0) + 1}), [Say(question)]
         summary = self.summary(state, "left a message")
         slots = {**state.slots, "message": u.text.strip()}
         state = replace(state, node=None, slots=slots)

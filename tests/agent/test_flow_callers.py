@@ -262,3 +262,44 @@ def test_a_booking_made_under_a_name_from_another_phone_is_looked_up_by_the_name
     actions = call.hear("Hi, I have an appointment under the name Peter Novak and I need to move it.",
                         intent="reschedule", slots={"name": "Peter Novak"}, today=TODAY)
     assert actions == [CallTool("find_appointments", {"phone": CALLER, "name": "Peter Novak"})]
+
+
+def test_an_emergency_said_with_a_booking_ring_gets_the_emergency_answer():
+    call = Call()
+    said = hear(call, "I think I have a dental emergency. I broke a tooth.", intent="book_appointment",
+                intent_score=0.55, knowledge_id="emergencies", knowledge_score=0.62)
+    assert said[0].startswith("For a dental emergency")
+
+
+def test_which_part_answered_with_the_value_confirms_again_and_corrections_are_no_loop():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    hear(call, "No, that's not right.", yes_no="no")
+    assert hear(call, "My name is Emma Brown.", slots={"name": "Emma Brown"})[0].startswith(
+        "So that's an appointment for Emma Brown on")
+    for name in ("Ann Lee", "Anne Leigh", "Anna Lee"):  # three corrections: each asked again, never escalated
+        assert hear(call, "No, the name is wrong.", yes_no="no") == ["No problem.", "Of course. May I have your "
+                                                                                    "name, please?"]
+        assert hear(call, name, slots={"name": name})[0].startswith(f"So that's an appointment for {name} on")
+
+
+def test_make_it_eleven_said_again_to_its_read_back_is_a_yes():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "ten a.m.", slots={"time": "10:00"})
+    assert hear(call, "No, the time's wrong, make it eleven.", yes_no="no", slots={"number": "11"},
+                unsure=frozenset({"number"})) == ["Was that eleven a.m.?"]
+    assert hear(call, "No, the time's wrong, make it eleven.", yes_no="no", slots={"number": "11"},
+                unsure=frozenset({"number"}))[0].endswith("at eleven a.m. Shall I book it?")
+
+
+def test_nobody_available_is_offered_twice_then_a_polite_end():
+    call = Call()
+    call.hear("Can I talk to a person?")
+    call.flow.on_transfer_failed(call.state, 486)
+    call.state, _ = call.flow.on_transfer_failed(call.state, 486)
+    for _ in range(2):
+        assert texts(call.hear("No, I want a real person.", yes_no="no"))[0].startswith("I'm sorry, nobody can come")
+    last = call.hear("No, a person!", yes_no="no")
+    assert Hangup("no-message") in last

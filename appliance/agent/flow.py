@@ -387,6 +387,8 @@ class Flow:
             return self._route(state, intent, u)
         if intent is not None and intent.name == state.intent:
             return self._ask(state, self._question(state))  # "I want to book" again: just ask
+        if getattr(u, "backchannel", False):  # "Great." after an aside's answer: the question, no strike
+            return self._ask(state, self._question(state), repeat_ok=True)
         return self._aside(state, u, intent)
 
     def _confirm(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
@@ -531,6 +533,8 @@ class Flow:
         if not question:
             return state, [Say(prefix)] if prefix else []
         times = state.asked.get(question, 0)
+        if repeat_ok:  # asked again after the caller's own aside: not a question that went unanswered
+            return state, [Say(f"{prefix} {question}".strip())]
         if times >= self.esc.max_repeats:
             return self._escalate(replace(state, why=state.why or "the same question went unanswered"),
                                   f"asked the same question {times} times",
@@ -568,6 +572,9 @@ class Flow:
         text = u.text.strip().strip(".!?,").strip()
         if asked == "name":
             text = re.sub(r"^(my name is|my name's|it's|it is|this is|i'm|i am)\s+", "", text, flags=re.I)
+            # "Lisa Jones. That's L-I-S-A ...": the name, not its spelling
+            text = re.split(r"[.,;]\s*(?:that's|that is|spelled|spelt|it's spelled)\b", text, flags=re.I)[0]
+            text = text.strip().strip(".!?,").strip()
             return {"name": text} if 0 < len(text.split()) <= 4 else {}
         if asked not in ENTITY_SLOTS and text:
             return {asked: text}  # a free-text slot (a reason, a message): the words themselves

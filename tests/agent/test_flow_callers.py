@@ -303,3 +303,19 @@ def test_nobody_available_is_offered_twice_then_a_polite_end():
         assert texts(call.hear("No, I want a real person.", yes_no="no"))[0].startswith("I'm sorry, nobody can come")
     last = call.hear("No, a person!", yes_no="no")
     assert Hangup("no-message") in last
+
+
+def test_an_aside_and_a_thanks_are_not_strikes():
+    """"Is there parking?" mid-booking, then "Great.": the question again, not a hand-off."""
+    call = Call()
+    booking_until_time(call)
+    assert hear(call, "Is there parking near you?", knowledge_id="parking")[-1].startswith("And what time")
+    assert hear(call, "Great.", backchannel=True)[-1].startswith("And what time")
+    assert hear(call, "One in the afternoon.", slots={"time": "13:00"})[0].startswith("So that's an appointment")
+
+
+def test_a_name_with_its_spelling_is_the_name():
+    call = Call()
+    hear(call, "I need to book a checkup.", intent="book_appointment")
+    assert hear(call, "Lisa Jones. That's L-I-S-A, J-O-N-E-S.") == ["What day would you like to come in?"]
+    assert call.state.slots["name"] == "Lisa Jones"

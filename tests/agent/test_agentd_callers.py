@@ -144,9 +144,9 @@ def test_a_question_unanswered_twice_is_not_asked_a_third_time(agentd, line, san
 
 def test_an_answer_the_agent_file_does_not_back_is_withheld(agentd, line, sandbox, booking):
     start(agentd, line, "t8")  # the LLM's sampling is seeded: the same invention every run
-    said = say(line, "t8", "Can I book a room for the night?")  # SmolLM: "We have a maximum of 12 rooms..."
+    said = say(line, "t8", "Do you sell toothbrushes?")  # SmolLM: "We do not sell toothbrushes." (not in the file)
     assert said.startswith("I'm sorry, I can't help with that. I can book an appointment"), said
-    assert "room" not in said
+    assert "toothbrush" not in said
     call = ended(line, sandbox, "t8")
     withheld = [e for e in call.events if e.type == "llm.withheld"]
     assert withheld and withheld[0].data["text"], call.events

@@ -456,6 +456,10 @@ class Flow:
                 said["time"] = hour
         if said and all(said.get(k) == v for k, v in pending.items()):
             answer = "yes"  # the same value said again ("Ten in the morning."): that is a yes
+        elif _slots(u) and answer != "no" and not any(k in pending for k in _slots(u)) \
+                and not (pending.keys() == {"time"} and "number" in _slots(u)):
+            # the caller went on to the next thing ("My number is ..."): the read-back stood
+            return self.on_utterance(replace(state, slots={**state.slots, **pending}), u)
         elif _slots(u) and (answer != "yes" or any(k in pending for k in _slots(u))):
             return self.on_utterance(state, u)  # a new value instead: that one
         if answer == "yes":
@@ -588,8 +592,23 @@ class Flow:
         Returns the values to take, what to tell the caller, and the values read back."""
         values, problems, pending = dict(values), [], {}
         heard_unsure = getattr(u, "unsure", frozenset())
-        unsure = [k for k in values if k in heard_unsure  # a time made of a bare number ("make it 11") too
-                  or (k == "time" and "number" in heard_unsure and "time" not in _slots(u))]
+        readings = getattr(u, "alternatives", ()) or ()
+
+        def doubted(k: str) -> bool:
+            """Low word confidence alone is no doubt (a primed decode scores the words it was primed
+            with near 0: "ten" 0.02, "two" 0.00 when heard right); that and the recogniser's other
+            reading giving the slot another value is."""
+            if not (k in heard_unsure or (k == "time" and "number" in heard_unsure and "time" not in _slots(u))):
+                return False
+            for reading in readings:
+                other = reading.get(k)
+                if other is None and k == "time" and "number" in reading:
+                    other = _hour_from_number(reading["number"])
+                if other is not None and other != values[k]:
+                    return True
+            return False
+
+        unsure = [k for k in values if doubted(k)]
         if not self.hours.known or not values:
             if unsure:
                 pending = {k: values.pop(k) for k in unsure}

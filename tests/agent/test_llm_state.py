@@ -26,7 +26,7 @@ def _next_token_logits(llm: LocalLlm) -> np.ndarray:
     keeps the last evaluated row; with max_tokens=1 the sampled token is never evaluated)."""
     import llama_cpp
 
-    n_vocab = llama_cpp.llama_n_vocab(llama_cpp.llama_model_get_vocab(llm.llama.model))
+    n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(llm.llama.model))
     return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.llama.ctx, -1), shape=(n_vocab,)).copy()
 
 

@@ -182,6 +182,14 @@ def _named_slots(text: str, among) -> list[str]:
     return [slot for slot in among if slot in _SLOT_WORDS and re.search(rf"\b(?:{_SLOT_WORDS[slot]})\b", low)]
 
 
+def _with_hour(slots: dict) -> dict:
+    """``slots`` with a bare number read as the hour it names when no time was heard ("make it
+    eleven", "at two"): the one place a number becomes a time."""
+    if "time" in slots or "number" not in slots or (hour := _hour_from_number(slots["number"])) is None:
+        return slots
+    return {**slots, "time": hour}
+
+
 def _hour_from_number(number: str) -> str | None:
     """"make it eleven": a bare hour in business terms (1-6 afternoon, 7-12 morning/noon)."""
     if not number.isdigit() or not 1 <= int(number) <= 12:
@@ -394,9 +402,8 @@ class Flow:
     def _confirm(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
         told = [k for k in self._confirmed_slots(node) if k in state.slots]
         given = dict(_slots(u))
-        if "time" in told and "time" not in given and "number" in given and _MAKE_IT.search(u.text or ""):
-            if (hour := _hour_from_number(given["number"])) is not None:  # "make it eleven"
-                given["time"] = hour
+        if "time" in told and _MAKE_IT.search(u.text or ""):
+            given = _with_hour(given)  # "make it eleven"
         corrections = {k: v for k, v in given.items() if k in told and k != CALLER_SLOT and v != state.slots.get(k)}
         corrections, problems, pending = self._checked(state, corrections, u)
         if pending:  # a corrected value read back first ("Did you mean one p.m.?")
@@ -451,9 +458,8 @@ class Flow:
         answer = getattr(u, "yes_no", None)
         said = self._fill(node, replace(state, slots={k: v for k, v in state.slots.items() if k not in pending}), u) \
             if node.kind == "collect" else dict(_slots(u))
-        if "time" in pending and "time" not in said and "number" in said:
-            if (hour := _hour_from_number(said["number"])) is not None:  # "make it eleven" again
-                said["time"] = hour
+        if "time" in pending:
+            said = _with_hour(said)  # "make it eleven" again
         if said and all(said.get(k) == v for k, v in pending.items()):
             answer = "yes"  # the same value said again ("Ten in the morning."): that is a yes
         elif _slots(u) and answer != "no" and not any(k in pending for k in _slots(u)) \
@@ -562,9 +568,8 @@ class Flow:
         """The node's slots this utterance gives; the slot being asked for may take the words."""
         given = {k: v for k, v in _slots(u).items() if k in node.slots}
         asked = self._missing(node, state.slots)
-        if asked == "time" and "time" not in given and "number" in _slots(u) and len(u.text.split()) <= 4:
-            if (hour := _hour_from_number(_slots(u)["number"])) is not None:  # "eleven", "at two"
-                given["time"] = hour  # (heard unsurely: the number's words are read back as the time's)
+        if asked == "time" and "time" not in given and len(u.text.split()) <= 4:
+            given = {**given, **{k: v for k, v in _with_hour(_slots(u)).items() if k == "time"}}  # "eleven", "at two"
         if asked == "time" and "time" not in given and self.hours.known and (edge := _EDGE.search(u.text or "")):
             day = _date(given.get("date") or state.slots.get("date") or "")
             starts = self.hours.slots(day) if day else []
@@ -600,13 +605,8 @@ class Flow:
             reading giving the slot another value is."""
             if not (k in heard_unsure or (k == "time" and "number" in heard_unsure and "time" not in _slots(u))):
                 return False
-            for reading in readings:
-                other = reading.get(k)
-                if other is None and k == "time" and "number" in reading:
-                    other = _hour_from_number(reading["number"])
-                if other is not None and other != values[k]:
-                    return True
-            return False
+            return any((other := _with_hour(reading).get(k)) is not None and other != values[k]
+                       for reading in readings)
 
         unsure = [k for k in values if doubted(k)]
         if not self.hours.known or not values:

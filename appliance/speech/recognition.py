@@ -338,7 +338,7 @@ class Recognition:
             return self.backend.transcribe(audio, self.config.asr.timeout_s, hint)
         speechy = check.check(audio)
         if not check.is_speech(speechy):
-            return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
+            return self._not_speech(speechy)
         return self._judged(self.backend.transcribe(audio, self.config.asr.timeout_s, hint), speechy)
 
     def _finish_stream(self, stream: AsrStream, audio: np.ndarray, timeout: float) -> Transcript:
@@ -349,8 +349,12 @@ class Recognition:
         speechy = check.check(audio)
         if not check.is_speech(speechy):
             stream.abort()
-            return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
+            return self._not_speech(speechy)
         return self._judged(stream.finish(timeout), speechy)
+
+    @staticmethod
+    def _not_speech(speechy) -> Transcript:
+        return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
 
     @staticmethod
     def _judged(transcript: Transcript, speechy) -> Transcript:

@@ -29,6 +29,7 @@ class Transfer:
     uri: str
     summary: str
     context: dict[str, Any]
+    context_headers: bool = True  # the target takes the context as Refer-To URI headers
 
 
 @dataclass(frozen=True)

@@ -479,7 +479,7 @@ class Conversation:
             await self.speak(action.say)
         await self.wait_spoken()
         headers = {"X-Appliance-Summary": action.summary[:200].replace("\r", " ").replace("\n", " "),
-                   "X-Appliance-Intent": str(action.context.get("intent", ""))}
+                   "X-Appliance-Intent": str(action.context.get("intent", ""))} if action.context_headers else {}
         if self.records is not None:
             self.records.add_transfer(self.call_id, target=action.target, uri=action.uri, kind="blind",
                                       status="requested", context={"summary": action.summary, **action.context})

@@ -135,6 +135,11 @@ class TransferTarget:
     name: str = key("", doc="a name for this target", required=True)
     uri: str = key("", doc="where sipd sends the REFER (sip: or sips:)", required=True)
     description: str = key("", doc="who answers there")
+    context_headers: bool = key(True, doc="put the hand-off context (X-Appliance-Summary, X-Appliance-Intent) in "
+                                          "the REFER's Refer-To URI headers, for the PBX to copy into its INVITE; "
+                                          "false for a PBX or phone that mishandles URI headers (baresip 1.0 "
+                                          "garbles their escapes and can crash); the record keeps the context "
+                                          "either way")
 
 
 @dataclass(frozen=True)

@@ -735,7 +735,8 @@ class Flow:
                    "caller": state.slots.get(CALLER_SLOT, ""), "node": state.node or ""}
         actions: list[Action] = [Say(say)] if say else []
         state = replace(state, node=None, misunderstandings=0, pending={}, which_part=False)
-        return state, actions + [Transfer(target.name, target.uri, self.summary(state, reason), context)]
+        return state, actions + [Transfer(target.name, target.uri, self.summary(state, reason), context,
+                                            target.context_headers)]
 
     def summary(self, state: FlowState, reason: str = "") -> str:
         """One line for the human taking the call: what the caller wants and what we know."""

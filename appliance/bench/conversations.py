@@ -149,10 +149,13 @@ class Lane:
 
 def _lane_agent(agents_dir: Path, base_name: str, index: int, booking_url: str) -> str:
     """A copy of the example agent for lane ``index``, named apart and pointed at its own
-    booking system; lane 0 is the example agent itself (calldrive.Appliance installs it)."""
+    booking system. Its hand-offs carry no Refer-To URI headers: the caller's softphone is the
+    transferee here, and baresip 1.0 garbles their escapes and can die of it (SIGBUS), which
+    would end the call before the agent could offer to take a message."""
     name = f"{base_name}-lane{index}"
     text = re.sub(r'^name = ".*"', f'name = "{name}"', EXAMPLE_AGENT.read_text(), count=1, flags=re.M)
     text = re.sub(r'^booking_url = ".*"', f'booking_url = "{booking_url}"', text, count=1, flags=re.M)
+    text = re.sub(r'^(\[\[transfer_targets\]\]\n)', r'\1context_headers = false\n', text, flags=re.M)
     (agents_dir / f"{name}.toml").write_text(text)
     return name
 
@@ -363,7 +366,7 @@ def run(config: Config, scripts: list[Script], *, concurrency: int = 1,
             bookings = [stack.enter_context(BookingServerThread(str(work / f"bookings-{i}.db")))
                         for i in range(lanes_n)]
             base = tomllib.loads(EXAMPLE_AGENT.read_text())["name"]
-            names = [base] + [_lane_agent(agents_dir, base, i, b.url) for i, b in enumerate(bookings) if i]
+            names = [_lane_agent(agents_dir, base, i, b.url) for i, b in enumerate(bookings)]
             app = Appliance(sandbox, bookings[0].url)
             lanes = [Lane(n, work / f"bookings-{i}.db", b) for i, (n, b) in enumerate(zip(names, bookings))]
             todo: queue.Queue = queue.Queue()

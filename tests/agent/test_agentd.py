@@ -84,6 +84,28 @@ def test_transfers_on_request_with_context(agentd, line, sandbox):
     assert rec is not None
 
 
+def test_a_target_without_context_headers_gets_a_plain_refer_and_the_record_keeps_the_context(agentd, line, sandbox, booking):
+    from appliance.agent.example_tools import EXAMPLE_AGENT, install_example_agent
+
+    agents = Path(sandbox["root"]) / "agents"
+    agents.mkdir(parents=True, exist_ok=True)
+    text = install_example_agent(agents, booking.url).read_text()
+    text = text.replace('name = "', 'name = "plain-', 1).replace("[[transfer_targets]]\n",
+                                                                   "[[transfer_targets]]\ncontext_headers = false\n")
+    (agents / "plain.toml").write_text(text)
+    name = "plain-" + __import__("tomllib").loads(EXAMPLE_AGENT.read_text())["name"]
+    agentd()
+    line.start_call("c3b", callee=name)
+    line.wait_says("c3b", 1)
+    line.caller_says("c3b", "can I talk to a real person please")
+    line.wait(lambda: line.calls["c3b"].transfers, what="a transfer")
+    (transfer,) = line.calls["c3b"].transfers
+    assert transfer.target == "sip:frontdesk@pbx.local" and transfer.headers == {}
+    line.wait(lambda: records(sandbox).get_call("c3b").transfers, what="the transfer record")
+    (t,) = records(sandbox).get_call("c3b").transfers
+    assert t.context["intent"] == "speak_to_human" and t.context["summary"]
+
+
 def test_barge_in_cancels_speech_and_keeps_only_what_was_heard(agentd, line, sandbox):
     line.seconds_per_char = 0.05  # the greeting takes several seconds to "play"
     agentd()

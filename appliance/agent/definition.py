@@ -82,7 +82,7 @@ class Intent:
 
 # Keys each kind of flow node takes (besides ``kind``), and those it must have.
 NODE_KEYS = {
-    "collect": ("slots", "prompts", "defaults", "reset", "next"),
+    "collect": ("slots", "prompts", "defaults", "reset", "keep", "next"),
     "confirm": ("say", "yes", "no"),
     "tool": ("tool", "args", "say_ok", "say_error", "on_error", "on_reject", "on_empty", "next", "completes"),
     "say": ("say", "next"),
@@ -103,6 +103,8 @@ class Node:
     prompts: dict[str, str] = key({}, doc="collect: the question for each slot")
     defaults: dict[str, str] = key({}, doc='collect: a template that fills a slot without asking ("{caller}")')
     reset: bool = key(False, doc="collect: forget these slots on entry, so they are asked again")
+    keep: list[str] = key([], doc="collect: with reset, slots kept on entry: not asked again, yet the caller "
+                                  "may still change them (a taken time: the day stays, another one may be named)")
     yes: str = key("", doc="confirm: the node after a yes")
     no: str = key("", doc="confirm: the node after a plain no")
     tool: str = key("", doc="tool: the tool to call")
@@ -483,6 +485,10 @@ def _cross_checks(agent: AgentDef, warnings: list[str]) -> list[str]:
         for slot in [*n.prompts, *n.defaults]:
             if slot not in n.slots:
                 problems.append(f'{where}: "{slot}" has a prompt or default but is not in slots ({", ".join(n.slots)})')
+        for slot in n.keep:
+            if slot not in n.slots or not n.reset:
+                problems.append(f'{where}.keep: "{slot}" is kept only by a reset = true node that collects it '
+                                f'(slots: {", ".join(n.slots)})')
         for name in ("next", "yes", "no", "on_reject", "on_empty"):
             node_ref(f"{where}.{name}", getattr(n, name))
         node_ref(f"{where}.on_error", n.on_error, allow_escalate=True)

@@ -14,6 +14,8 @@ API (every body is JSON; every error is ``{"error": "..."}``):
     GET    /slots?date=YYYY-MM-DD          {"date", "slots": ["09:00", ...]}  free slots in the
                                            agent file's [hours] (the example's: 09:00-17:00 on
                                            weekdays, none at weekends)
+    GET    /slots?date=...&near=HH:MM      the ``limit`` (default 2) free slots nearest that time,
+                                           in time order (what to offer when it is taken)
     POST   /appointments                   {name, phone, date, time, reason?} -> 201 {id, date, time}
     POST   /appointments/{id}/move         {date, time} -> {id, date, time}
     DELETE /appointments/{id}              -> {id, cancelled: true}
@@ -110,6 +112,25 @@ def _parse_date(value: Any) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise HttpError(400, f"{value!r} is not a real date") from None
+
+
+def _nearest(free: list[str], near: str, limit: Any) -> list[str]:
+    """The ``limit`` free "HH:MM" slots closest to ``near``, in time order."""
+    if not str(limit).isdigit() or not 1 <= int(limit) <= 20:
+        raise HttpError(400, f"limit must be a number from 1 to 20, got {limit!r}")
+    want = _minutes(near)
+    closest = sorted(free, key=lambda s: (abs(_minutes(s) - want), s))[:int(limit)]
+    return sorted(closest)
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:5])
+
+
+def _parse_time(value: Any) -> str:
+    if not isinstance(value, str) or not _TIME_RE.match(value) or int(value[:2]) > 23 or int(value[3:]) > 59:
+        raise HttpError(400, f"near must be HH:MM, got {value!r}")
+    return value
 
 
 def _check_slot(hours: Hours, date_value: Any, time_value: Any) -> tuple[str, str]:
@@ -347,7 +368,10 @@ class BookingServer:
             if method != "GET":
                 raise HttpError(405, f"{method} not allowed on /slots")
             day = _parse_date(query.get("date"))
-            return 200, {"date": day.isoformat(), "slots": self.db.free_slots(day.isoformat())}
+            free = self.db.free_slots(day.isoformat())
+            if query.get("near"):
+                free = _nearest(free, _parse_time(query["near"]), query.get("limit", "2"))
+            return 200, {"date": day.isoformat(), "slots": free}
         if path == "/appointments":
             if method == "POST":
                 return 201, self.db.book(body())
@@ -439,7 +463,7 @@ def clinic_tools(base_url: str, *, timeout_s: float = 2.0) -> list[ToolSpec]:
     return [
         ToolSpec(name="check_slots", description="Free 30-minute appointment slots on a day.",
                  url=f"{base}/slots", method="GET", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"date": date}, "required": ["date"]}),
+                 args_schema={"type": "object", "properties": {"date": date, "near": time_}, "required": ["date"]}),
         ToolSpec(name="book_appointment", description="Book an appointment in a free slot.",
                  url=f"{base}/appointments", method="POST", timeout_s=timeout_s,
                  args_schema={"type": "object", "properties": {

@@ -79,8 +79,9 @@ def _text(value: Any, said: bool = False) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(_text(v, said) for v in value)
+    if isinstance(value, list):  # "nine thirty a.m., ten a.m. and ten thirty a.m."
+        items = [t for t in (_text(v, said) for v in value) if t]
+        return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
     return spoken(str(value)) if said else str(value)
 
 
@@ -499,7 +500,8 @@ class Flow:
             slots, result = state.slots, state.result
             if node.kind == "collect":
                 if not resume:
-                    slots = {k: v for k, v in slots.items() if not (node.reset and k in node.slots)}
+                    slots = {k: v for k, v in slots.items()
+                             if not (node.reset and k in node.slots and k not in node.keep)}
                     for slot, template in node.defaults.items():
                         value = render_arg(template, slots, result)
                         if not slots.get(slot) and value and _valid_default(slot, value):

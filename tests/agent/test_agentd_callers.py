@@ -64,7 +64,8 @@ def test_a_409_is_told_as_taken_and_the_record_keeps_the_tools_answer(agentd, li
                    "('Bob', '555', '555', ?, '10:00')", (day.isoformat(),))
     start(agentd, line, "t2")
     book_until_confirm(line, "t2", day)
-    assert "already taken" in say(line, "t2", "yes")
+    told = say(line, "t2", "yes")
+    assert "ten a.m. is already taken" in told and "nine thirty a.m. and ten thirty a.m." in told, told
     call = ended(line, sandbox, "t2")
     (tool,) = [t for t in call.tools if t.tool == "book_appointment"]
     assert tool.status == "error" and "HTTP 409" in tool.error and "already taken" in tool.error

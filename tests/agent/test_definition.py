@@ -148,9 +148,9 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
     ('questions = ["When are you open?"]\n', "", "knowledge[hours].questions: missing (ways a caller asks it)"),
     ('kind = "collect"', 'kind = "ask"', 'flow.ask.kind: "ask" is not one of collect, confirm, tool, say, transfer, end, llm'),
     ('next = "save"', 'next = "save"\nyes = "save"',
-     "flow.ask.yes: not used by a collect node (it takes: kind, slots, prompts, defaults, reset, next)"),
+     "flow.ask.yes: not used by a collect node (it takes: kind, slots, prompts, defaults, reset, keep, next)"),
     ('next = "save"', 'next = "save"\nnxt = "save"',
-     "flow.ask.nxt: unknown key in a collect node (it takes: kind, slots, prompts, defaults, reset, next)"),
+     "flow.ask.nxt: unknown key in a collect node (it takes: kind, slots, prompts, defaults, reset, keep, next)"),
     ('prompts = { name = "Your name?", date = "Which day?" }', 'prompts = { name = "Your name?" }',
      'flow.ask.prompts: no question for slot "date"'),
     ('say_ok = "Booked, {name}."', 'say_ok = "Booked, {vars.clinic}."',
@@ -164,6 +164,8 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
                                         "transfer_targets, turns, vars)"),
     ("", "[flow.hello]\nkind = \"say\"", 'flow.hello.say: missing (what the agent says ({slot} and {result.field} '
                                          "are filled in))"),
+    ('next = "save"', 'next = "save"\nkeep = ["date"]',
+     'flow.ask.keep: "date" is kept only by a reset = true node that collects it (slots: name, date)'),
     ("[flow.ask", "[flow.ask\n", "not valid TOML: Expected ']' at the end of a table declaration (at line 18, column 10)"),
 ])
 def test_each_error_names_key_value_and_what_is_allowed(old, new, expected):

@@ -274,11 +274,36 @@ def test_a_tool_error_is_an_honest_apology_then_a_transfer():
                                    f"phone {CALLER}; book_appointment failed")
 
 
-def test_a_taken_slot_asks_for_another_time():
+def test_a_taken_slot_offers_the_nearest_free_times_that_day_and_keeps_the_day():
     call = Call()
     call.book_until_confirm()
     call.hear("yes", yes_no="yes")
-    assert texts(call.tool("error", http_status=409)) == [
+    (look,) = call.tool("error", http_status=409)
+    assert look == CallTool("check_slots", {"date": "2026-11-26", "near": "09:30"})
+    assert texts(call.tool("ok", {"date": "2026-11-26", "slots": ["09:00", "10:00"]})) == [
+        "I'm sorry, nine thirty a.m. is already taken. The nearest free times on Thursday, November twenty-sixth "
+        "are nine a.m. and ten a.m.", "Which time would suit you?"]
+    assert texts(call.hear("ten please", slots={"time": "10:00"})) == [
+        "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at ten a.m. Shall I book it?"]
+
+
+def test_a_taken_slot_on_a_day_that_is_otherwise_free_may_still_move_to_another_day():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("yes", yes_no="yes")
+    call.tool("error", http_status=409)
+    call.tool("ok", {"date": "2026-11-26", "slots": ["09:00", "10:00"]})
+    assert texts(call.hear("Friday then", slots={"date": "2026-11-27"})) == ["Which time would suit you?"]
+    assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [
+        "So that's an appointment for Ann Lee on Friday, November twenty-seventh at ten a.m. Shall I book it?"]
+
+
+def test_a_taken_slot_on_a_full_day_asks_for_another_day():
+    call = Call()
+    call.book_until_confirm()
+    call.hear("yes", yes_no="yes")
+    call.tool("error", http_status=409)
+    assert texts(call.tool("ok", {"date": "2026-11-26", "slots": []})) == [
         "I'm sorry, that time is already taken. Which other day would work for you?"]
     assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [
         "So that's an appointment for Ann Lee on Friday, November twenty-seventh at ten a.m. Shall I book it?"]
@@ -417,7 +442,8 @@ def test_a_late_tool_result_is_ignored():
      {"appointments": [{"date": "2026-11-26"}]}, "First: Thursday, November twenty-sixth, tenth."),
     ("Deep {result.id.x.y} end", {}, {"id": 3}, "Deep end"),
     ("Cancelled: {result.cancelled}; slots {result.slots}", {}, {"cancelled": True, "slots": ["09:00", "09:30"]},
-     "Cancelled: yes; slots nine a.m., nine thirty a.m."),
+     "Cancelled: yes; slots nine a.m. and nine thirty a.m."),
+    ("Free: {result.slots}", {}, {"slots": ["09:00", "09:30", "10:00"]}, "Free: nine a.m., nine thirty a.m. and ten a.m."),
     ("Hello {caller}", {"caller": "+1555"}, None, "Hello +1555"),
     ("Braces {not a placeholder} stay", {}, {}, "Braces {not a placeholder} stay"),
 ])
@@ -493,5 +519,6 @@ def test_the_examples_tools_work_against_the_example_booking_server():
         "So that's an appointment for Ann Lee on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?",
         "So that's an appointment for Bo on Thursday, November twenty-sixth at nine thirty a.m. Shall I book it?",
         booked,
-        "I'm sorry, that time is already taken. Which other day would work for you?",
+        "I'm sorry, nine thirty a.m. is already taken. The nearest free times on Thursday, November twenty-sixth "
+        "are nine a.m. and ten a.m.", "Which time would suit you?",
     ]

@@ -55,7 +55,9 @@ def test_a_409_says_the_time_is_taken_and_asks_another():
     booking_until_time(call)
     hear(call, "ten a.m.", slots={"time": "10:00"})
     call.hear("yes", yes_no="yes")
-    assert texts(failed(call, "error", 409, "book_appointment: HTTP 409: the slot is already taken")) == [
+    (look,) = failed(call, "error", 409, "book_appointment: HTTP 409: the slot is already taken")
+    assert look == CallTool("check_slots", {"date": TUESDAY, "near": "10:00"})  # what to offer instead
+    assert texts(failed(call, "timeout", None, "check_slots: timed out")) == [  # no offer: another day
         "I'm sorry, that time is already taken. Which other day would work for you?"]
 
 

@@ -63,6 +63,12 @@ def test_booking_round_trip(server):
 
         free = await runner.call("check_slots", {"date": MONDAY})
         assert "10:00" not in free.data["slots"] and len(free.data["slots"]) == 15
+        near = await runner.call("check_slots", {"date": MONDAY, "near": "10:00"})
+        assert near.data["slots"] == ["09:30", "10:30"]  # what to offer for the taken ten o'clock
+        early = await runner.call("check_slots", {"date": MONDAY, "near": "07:00"})
+        assert early.data["slots"] == ["09:00", "09:30"]
+        bad = await runner.call("check_slots", {"date": MONDAY, "near": "25:00"})
+        assert bad.http_status == 400 and "near must be HH:MM" in bad.error
 
         clash = await runner.call("book_appointment", {"name": "Bob", "phone": "5550000", "date": MONDAY,
                                                        "time": "10:00"})
@@ -91,7 +97,7 @@ def test_booking_round_trip(server):
 
     run(go())
     status = runner.status()
-    assert status["check_slots"]["state"] == "closed" and status["check_slots"]["calls"] == 4
+    assert status["check_slots"]["state"] == "closed" and status["check_slots"]["calls"] == 7
     assert status["cancel_appointment"]["failures"] == 0  # a 404 is an answer, not a dead system
 
 

@@ -308,7 +308,7 @@ class Conversation:
     async def _no_input(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self.no_input_task = None
-        if self.pending.empty() and self.speaking is None:
+        if self.pending.empty() and self.speaking is None and self.transferring is None:
             self.state, actions = self.flow.on_no_input(self.state)
             self.save_state()
             await self.execute(actions)
@@ -478,6 +478,7 @@ class Conversation:
         if getattr(action, "say", ""):
             await self.speak(action.say)
         await self.wait_spoken()
+        self._cancel_no_input()  # quiet while the PBX connects the human: no "Are you still there?"
         headers = {"X-Appliance-Summary": action.summary[:200].replace("\r", " ").replace("\n", " "),
                    "X-Appliance-Intent": str(action.context.get("intent", ""))} if action.context_headers else {}
         if self.records is not None:

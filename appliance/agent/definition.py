@@ -175,6 +175,10 @@ class AgentDef:
     transfer_targets: list[TransferTarget] = key([], doc="where calls can be handed to")
     escalation: Escalation = field(default_factory=Escalation)
     hours: Hours = field(default_factory=Hours)
+    vocabulary: dict[str, str] = key({}, doc="per slot, words the caller's answer is likely made of, primed into "
+                                             "the recogniser with the question (Whisper's prompt): e.g. name = the "
+                                             "site's commonest surnames; a slot not named here gets the built-in "
+                                             "(times, days, phone numbers, yes/no, common names)")
     source: str = field(default="<string>", metadata={"internal": True})
     warnings: list[str] = field(default_factory=list, metadata={"internal": True})
     EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("tools",)  # checked by tools.check_spec, not build()

@@ -30,6 +30,7 @@ from .actions import Action, AskLlm, CallTool, Hangup, Say, TakeMessage, Transfe
 from .definition import CALLER_SLOT, ENTITY_SLOTS, ESCALATE, PLACEHOLDER, AgentDef, Intent, Node
 from .spoken import spoken, spoken_time
 from .understanding import Understanding
+from .understanding.names import likeliest
 
 __all__ = ["Flow", "FlowState", "Understanding", "render", "render_arg", "Action", "AskLlm", "CallTool", "Hangup",
            "Say", "TakeMessage", "Transfer"]
@@ -122,6 +123,14 @@ def render_arg(template: Any, slots: dict, result: dict) -> Any:
         value = _value(m.group(1), slots, result)
         return "" if value is None else value
     return render(template, slots, result, said=False)
+
+
+def _said_name(text: str) -> str:
+    """The name in an answer to "May I have your name?": "My name is Lisa Jones. That's
+    L-I-S-A ..." -> "Lisa Jones" (the name, not its spelling)."""
+    text = re.sub(r"^(my name is|my name's|it's|it is|this is|i'm|i am)\s+", "", text.strip(), flags=re.I)
+    text = re.split(r"[.,;]\s*(?:that's|that is|spelled|spelt|it's spelled)\b", text, flags=re.I)[0]
+    return re.sub(r"\s+", " ", text.replace(",", " ")).strip().strip(".!?").strip()
 
 
 def _empty(data: Any) -> bool:
@@ -244,13 +253,16 @@ class Flow:
             return "", ""
         if state.pending:
             slot = next(iter(state.pending))
-            return "yes_no", f"Was that {_text(state.pending[slot], said=True)}? {VOCABULARY['yes_no']}"
+            return "yes_no", f"Was that {_text(state.pending[slot], said=True)}? {self._vocabulary('yes_no')}"
         if node.kind == "confirm":
-            return "yes_no", f"{self._question(state)} {VOCABULARY['yes_no']}"
+            return "yes_no", f"{self._question(state)} {self._vocabulary('yes_no')}"
         slot = self._missing(node, state.slots) if node.kind == "collect" else None
         if not slot:
             return "", ""
-        return slot, f"{self._question(state)} {VOCABULARY.get(slot, '')}".strip()
+        return slot, f"{self._question(state)} {self._vocabulary(slot)}".strip()
+
+    def _vocabulary(self, slot: str) -> str:
+        return self.agent.vocabulary.get(slot, VOCABULARY.get(slot, ""))
 
     def goal(self, state: FlowState) -> tuple[str, bool, str]:
         """(what the caller came for, whether it was done, why not): the call record's task."""
@@ -581,12 +593,9 @@ class Flow:
                 or getattr(u, "intent", None) or getattr(u, "knowledge_id", None):
             return given  # words that mean something else are no answer
         text = u.text.strip().strip(".!?,").strip()
-        if asked == "name":
-            text = re.sub(r"^(my name is|my name's|it's|it is|this is|i'm|i am)\s+", "", text, flags=re.I)
-            # "Lisa Jones. That's L-I-S-A ...": the name, not its spelling
-            text = re.split(r"[.,;]\s*(?:that's|that is|spelled|spelt|it's spelled)\b", text, flags=re.I)[0]
-            text = text.strip().strip(".!?,").strip()
-            return {"name": text} if 0 < len(text.split()) <= 4 else {}
+        if asked == "name":  # of the recogniser's readings, the one most like a name ("Ploy" or "Chloe")
+            readings = [n for n in map(_said_name, (u.text, *getattr(u, "readings", ()))) if 0 < len(n.split()) <= 4]
+            return {"name": likeliest(readings)} if readings else {}
         if asked not in ENTITY_SLOTS and text:
             return {asked: text}  # a free-text slot (a reason, a message): the words themselves
         return {}
@@ -695,6 +704,8 @@ class Flow:
 
     def _question(self, state: FlowState) -> str:
         """What the current node asks (the re-prompt repeats it)."""
+        if state.node == MESSAGE:
+            return "Would you like to leave a message?"
         node = self.nodes.get(state.node) if state.node else None
         if node is None:
             return ""
@@ -765,7 +776,8 @@ class Flow:
         answer = getattr(u, "yes_no", None)
         if short and answer == "no":
             return replace(state, node=None), [Say(render(self.agent.goodbye, state.slots)), Hangup("no-message")]
-        if (short and answer == "yes") or getattr(u, "backchannel", False) or not u.text.strip():
+        if (short and answer == "yes") or getattr(u, "backchannel", False) or not u.text.strip() \
+                or _NO_MESSAGE.fullmatch(u.text.strip()):  # "Yes, I'm still here." is not the message
             return state, [Say("Please go ahead, I'm listening.")]
         if answer == "no" or self._asks_for_person(u.text):  # "No, I want to talk to a real person"
             if not state.transfer_failed and self.agent.target(self.esc.target) is not None:
@@ -784,6 +796,13 @@ class Flow:
         return state, [TakeMessage(message=u.text.strip(), summary=summary),
                        Say("Thank you, I'll make sure they get your message. " + render(self.agent.goodbye, slots)),
                        Hangup("message-taken")]
+
+
+# Answers to "Can I take a message?" (or "Are you still there?") that are not the message itself.
+_NO_MESSAGE = re.compile(r"(?:(?:yes|yeah|yep|sure|okay|ok|hello|hi|um|uh)\W*)*"
+                         r"(?:(?:i'm|i am) (?:still )?(?:here|listening)|still here|(?:yes|yeah|sure|okay|ok),? "
+                         r"(?:please|go ahead|i'd like (?:that|to)|that'd be (?:good|great|fine)|that's fine))\W*",
+                         re.I)
 
 
 def _slots(u) -> dict:

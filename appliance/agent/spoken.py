@@ -48,11 +48,31 @@ def spoken_time(hhmm: str) -> str:
     return f"{hour} {mins} {suffix}"
 
 
+_PHONE = re.compile(r"\+?\d{7,15}")
+_DIGIT_WORDS = "oh one two three four five six seven eight nine".split()
+
+
+def spoken_digits(number: str) -> str:
+    """A phone number digit by digit in groups, as people read one back: "five five five, eight
+    six seven, five three oh nine" (a TTS reads "5558675309" as billions)."""
+    digits = re.sub(r"\D", "", number)
+    groups = [digits[0]] if len(digits) == 11 and digits[0] == "1" else []  # the country code
+    digits = digits[len(groups):]
+    while len(digits) > 4:
+        groups.append(digits[:3])
+        digits = digits[3:]
+    groups.append(digits)
+    return ", ".join(" ".join(_DIGIT_WORDS[int(d)] for d in g) for g in groups)
+
+
 def spoken(value: str) -> str:
-    """A slot or tool value as said: dates and clock times in words, the rest as it is."""
+    """A slot or tool value as said: dates and clock times in words, phone numbers digit by
+    digit, the rest as it is."""
     if isinstance(value, str):
         if ISO_DATE.match(value):
             return spoken_date(value)
         if CLOCK.match(value):
             return spoken_time(value)
+        if _PHONE.fullmatch(value.replace(" ", "").replace("-", "")):
+            return spoken_digits(value)
     return value

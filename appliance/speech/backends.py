@@ -51,6 +51,15 @@ class VadFactory:
             self.runner = None
 
 
+def make_turn_model(config: Config):
+    """The end-of-turn model when ``vad.endpoint = "turn-model"``, else None (silence alone)."""
+    if config.vad.endpoint != "turn-model":
+        return None
+    from .turnmodel import TurnModel
+
+    return TurnModel(_model_path(config, config.vad.turn_model))
+
+
 def make_vad_factory(config: Config) -> VadFactory:
     cfg = config.vad
     runner = None

@@ -103,21 +103,24 @@ class Recognition:
                          "echo_frames": 0}
         self.timeouts_in_a_row = 0
         self.vads = None  # backends.VadFactory, made at start: loads the onnx/tensorrt model once
+        self.turn_model = None  # turnmodel.TurnModel when vad.endpoint = "turn-model" (made at start)
         self.speech_check: SpeechCheck | None = None  # made at start unless asr.min_speech_share = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
-        from .backends import make_asr, make_vad_factory
+        from .backends import make_asr, make_turn_model, make_vad_factory
 
         self.runtime = runtime
         loop = asyncio.get_running_loop()
         if self.backend is None:
             self.backend = await loop.run_in_executor(None, make_asr, self.config)
         self.vads = await loop.run_in_executor(None, make_vad_factory, self.config)
+        self.turn_model = await loop.run_in_executor(None, make_turn_model, self.config)
         if self.config.asr.min_speech_share > 0:
             self.speech_check = SpeechCheck(self.config.asr.min_speech_share)
         runtime.control.on(Expect, self._expect)
-        log.info("recogniser %s ready (VAD %s)", self.backend.name, self.config.vad.backend)
+        log.info("recogniser %s ready (VAD %s, turns end on %s)", self.backend.name, self.config.vad.backend,
+                 self.config.vad.endpoint)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
         self._reattach()
         self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
@@ -173,7 +176,8 @@ class Recognition:
                 with call_context(call_id):
                     log.warning("no echo check (cannot read the out ring): %s", exc)
         endpointer = Endpointer(self.config.vad, self.vads(), echo=echo,
-                                early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms)
+                                early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms,
+                                turn=self.turn_model.complete if self.turn_model is not None else None)
         self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call, played)
         with call_context(call_id):
             log.info("listening")

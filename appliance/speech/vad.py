@@ -146,7 +146,7 @@ class Ended:
     utterance: int
     seq: int  # last voiced frame
     end_ns: int  # end of the last voiced frame (capture clock)
-    reason: str  # silence | max-length | call-ended | too-short
+    reason: str  # silence | turn-complete | max-length | call-ended | too-short
     audio: np.ndarray  # preroll + speech + trailing silence, 16 kHz int16
     audio_start_ns: int  # capture time of audio[0]
     voiced_frames: int
@@ -156,11 +156,17 @@ class Endpointer:
     """Per call: frames in, Started / Early / Ended out. Pure state, no I/O, so it is tested
     frame by frame and rebuilt from the ring after a restart."""
 
-    def __init__(self, cfg: VadConfig, vad, *, early_decode_ms: int = 0, echo=None):
+    def __init__(self, cfg: VadConfig, vad, *, early_decode_ms: int = 0, echo=None, turn=None):
         """``vad``: the call's detector, made by the service's factory (speech/backends.py),
-        which holds the model the calls share."""
+        which holds the model the calls share. ``turn``: audio -> P(turn complete) (the turn
+        model, turnmodel.py), asked once per pause; None ends turns on silence alone."""
         self.cfg = cfg
         self.vad = vad
+        self.turn = turn
+        self.pause_frames = max(1, min(cfg.turn_pause_ms, cfg.end_silence_ms - FRAME_MS) // FRAME_MS)
+        self.wait_frames = max(self.pause_frames + 1, cfg.turn_max_wait_ms // FRAME_MS)
+        self.turn_asked = False
+        self.turn_p: float | None = None  # the model's last answer for this utterance
         self.echo = echo  # an EchoGate fed with what the agent plays: its voice returning is not speech
         self.start_frames = max(1, cfg.start_ms // FRAME_MS)
         self.start_window = max(START_WINDOW, self.start_frames)
@@ -223,11 +229,19 @@ class Endpointer:
             self.voiced += 1
             self.last_voiced = (seq, capture_ns)
             self.silence_run = 0
-            self.early_sent = False
+            self.early_sent = self.turn_asked = False
         else:
             self.silence_run += 1
-        if self.silence_run >= self.end_frames:
-            out.append(self._end("silence" if self.voiced >= self.min_voiced else "too-short"))
+        end_frames = self.end_frames
+        if self.turn is not None and self.voiced >= self.min_voiced:
+            if self.silence_run == self.pause_frames and not self.turn_asked:
+                self.turn_asked = True
+                self.turn_p = self.turn(np.concatenate(self.frames))
+            if self.turn_asked and self.turn_p is not None:
+                end_frames = self.pause_frames if self.turn_p >= self.cfg.turn_threshold else self.wait_frames
+        if self.silence_run >= end_frames:
+            reason = "turn-complete" if end_frames == self.pause_frames and self.turn_asked else "silence"
+            out.append(self._end(reason if self.voiced >= self.min_voiced else "too-short"))
         elif len(self.frames) >= self.max_frames:
             out.append(self._end("max-length"))
             # The caller is still talking: go on at once with the next part, no preroll.
@@ -247,7 +261,8 @@ class Endpointer:
         ended = Ended(self.utterance, seq, at + FRAME_NS, reason,
                       np.concatenate(self.frames) if self.frames else np.zeros(0, np.int16), self.audio_start_ns,
                       self.voiced)
-        self.in_speech = False
+        self.in_speech = self.turn_asked = False
+        self.turn_p = None
         self.frames = []
         self.preroll.clear()
         return ended

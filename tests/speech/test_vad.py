@@ -119,3 +119,66 @@ def test_frames_of_the_wrong_size_are_refused():
     ep = Endpointer(Vad(), WebRtcVad(3))
     with pytest.raises(ValueError, match="320"):
         ep.push(0, 0, np.zeros(160, np.int16))
+
+
+# -- the turn model: a complete turn ends at the first short pause, an incomplete one waits -------------
+class Verdict:
+    """A turn model that answers ``p`` and counts how often it was asked."""
+
+    def __init__(self, p: float):
+        self.p, self.asked = p, 0
+
+    def __call__(self, audio: np.ndarray) -> float:
+        self.asked += 1
+        return self.p
+
+
+def ended_after(out: list, speech_end_s: float) -> tuple[str, float]:
+    (ended,) = [o for o in out if isinstance(o, Ended)]
+    return ended.reason, (ended.end_ns - 10**12) / 1e9 - speech_end_s
+
+
+def test_a_turn_the_model_calls_complete_ends_at_the_pause_not_the_silence():
+    said = trim(synthetic_speech("Tuesday"))  # one word: no pause inside it
+    cfg = Vad(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
+    model = Verdict(0.9)
+    ep = Endpointer(cfg, WebRtcVad(3), turn=model)
+    out = run(ep, np.concatenate([silence(0.5), said, silence(1.5)]))
+    (ended,) = [o for o in out if isinstance(o, Ended)]
+    assert ended.reason == "turn-complete" and model.asked == 1
+    tail = len(ended.audio) / 16000 - (0.2 + len(said) / 16000)  # after the preroll and the speech
+    assert tail < 0.3  # ended at the 100 ms pause, not after 600 ms of silence
+
+
+def test_a_turn_the_model_calls_incomplete_waits_up_to_the_bound_and_speech_resumes_it():
+    a, b = trim(synthetic_speech("I would like to book")), trim(synthetic_speech("an appointment for Tuesday."))
+    cfg = Vad(endpoint="turn-model", end_silence_ms=240, turn_pause_ms=100, turn_max_wait_ms=1000)
+    model = Verdict(0.1)
+    ep = Endpointer(cfg, WebRtcVad(3), turn=model)
+    out = run(ep, np.concatenate([silence(0.5), a, silence(0.7), b, silence(2.0)]))
+    assert [type(o).__name__ for o in out] == ["Started", "Ended"]  # a 700 ms pause did not end it
+    (ended,) = [o for o in out if isinstance(o, Ended)]
+    assert ended.reason == "silence" and model.asked >= 2  # asked again at the pause after the rest
+    tail = len(ended.audio) / 16000 - (0.2 + len(a) / 16000 + 0.7 + len(b) / 16000)
+    assert 0.8 < tail < 1.3  # the bounded wait (1 s), not the 240 ms silence
+
+
+def test_the_real_turn_model_hears_a_finished_sentence_from_a_trailing_one(models_dir):
+    from appliance.speech.turnmodel import TurnModel
+
+    model = TurnModel(models_dir / "smart-turn-v3")
+    done = model.complete(np.concatenate([synthetic_speech("I would like to book an appointment for Tuesday."),
+                                          silence(0.1)]))
+    trailing = model.complete(np.concatenate([synthetic_speech("Um, so I was wondering if"), silence(0.1)]))
+    assert 0.0 <= trailing < 0.5 <= done <= 1.0, (done, trailing)
+
+
+def test_a_missing_turn_model_is_a_clear_error(tmp_path):
+    from appliance.speech.errors import ModelError
+    from appliance.speech.turnmodel import TurnModel
+
+    with pytest.raises(ModelError, match="models setup smart-turn-v3"):
+        TurnModel(tmp_path)
+    (tmp_path / "smart-turn-v3.2-cpu.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="does not load"):
+        TurnModel(tmp_path)

@@ -594,8 +594,12 @@ class Flow:
             return given  # words that mean something else are no answer
         text = u.text.strip().strip(".!?,").strip()
         if asked == "name":  # of the recogniser's readings, the one most like a name ("Ploy" or "Chloe")
-            readings = [n for n in map(_said_name, (u.text, *getattr(u, "readings", ()))) if 0 < len(n.split()) <= 4]
-            return {"name": likeliest(readings)} if readings else {}
+            heard = _said_name(u.text)
+            if not 0 < len(heard.split()) <= 4:
+                return {}  # a question or a sentence, not a name (whatever a shorter reading says)
+            others = [n for n in map(_said_name, getattr(u, "readings", ())) if abs(len(n.split()) - len(heard.split())) <= 1
+                      and 0 < len(n.split()) <= 4]
+            return {"name": likeliest([heard, *others])}
         if asked not in ENTITY_SLOTS and text:
             return {asked: text}  # a free-text slot (a reason, a message): the words themselves
         return {}

@@ -229,6 +229,26 @@ def bench_conversations(ctx: click.Context, directory: str | None, only: tuple[s
     click.echo(f"wrote {write_json(result, json_path)}")
 
 
+@bench.command("endpoint")
+@click.option("--limit", default=0, show_default=True, help="clips per set (0 = all: 56 hesitations, 56 complete turns)")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["silence", "turn-model"]),
+              help="endpoint(s) to measure  [default: both]")
+@click.option("--json", "json_path", default="bench-results/endpoint.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_endpoint(ctx: click.Context, limit: int, modes: tuple[str, ...], json_path: str) -> None:
+    """Callers who pause mid-sentence (300-900 ms) and callers who are done: the false cut-off
+    rate and the wait after a real end, for the silence endpoint and the turn model."""
+    from ..bench import endpoint
+    from .main import _load
+
+    config = _load(ctx)
+    modes = modes or ("silence", "turn-model")
+    click.echo(f"bench endpoint: hesitations and complete turns through the endpointer ({', '.join(modes)}) ...")
+    result = endpoint.run(config, limit=limit, modes=modes)
+    click.echo(endpoint.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+
+
 @bench.command("noise")
 @click.option("--seeds", default=10, show_default=True, help="clips per noise kind")
 @click.option("--kinds", default="white,babble,clicks,hum,door", show_default=True, help="comma list of noise kinds")

@@ -385,3 +385,10 @@ def test_the_recogniser_is_primed_with_the_question_and_the_agent_files_vocabula
     hear(own, "Ann Lee", slots={"name": "Ann Lee"})
     slot, prompt = own.flow.expecting(own.state)
     assert slot == "date" and prompt.endswith("Next Thursday. Friday the twelfth. Tomorrow.")
+
+
+def test_a_question_asked_for_the_name_is_no_name_whatever_a_shorter_reading_says():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "But first, how much is a cleaning without insurance?", readings=("But first.",))
+    assert "name" not in call.state.slots

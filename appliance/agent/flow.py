@@ -59,6 +59,7 @@ class FlowState:
     which_part: bool = False  # a bare "no" at a confirmation: we asked which part to change
     transfer_failed: bool = False  # nobody took a hand-off in this call
     digits: str = ""  # a phone number said in groups, so far ("555" ... "201" ... "3344")
+    taken: list[str] = field(default_factory=list)  # "date time" slots a tool answered 409 for in this call
 
 
 # -- templates -------------------------------------------------------------------------------------
@@ -152,6 +153,13 @@ _QUESTION_START = re.compile(r"^\W*(?:what|when|where|how|who|which|why|whose|do
 def _is_question(text: str) -> bool:
     """Asked, by its mark or its first word (a recogniser sometimes drops the mark)."""
     return isinstance(text, str) and (text.rstrip().endswith("?") or bool(_QUESTION_START.match(text)))
+
+
+def _wh_question(u) -> bool:
+    """A question about something ("Before I pick a day, what time do you close on Fridays?"),
+    which a day or time inside it does not make an answer; not "Could I come in on Friday?"."""
+    text = getattr(u, "text", "") or ""
+    return text.rstrip().endswith("?") and bool(re.search(r"\b(?:what|when|how|where|why|which|who)\b", text, re.I))
 
 
 QUESTION_ROUTE_SCORE = 0.7  # a question matched to a flow's intent below this is a question about it
@@ -319,6 +327,8 @@ class Flow:
                 state, actions = self._enter(state, asker, resume=True)
                 label = _PART_NAMES.get(slot, slot.replace("_", " "))
                 return state, [Say(f"I'm sorry, the booking system didn't accept {label}.")] + actions
+        if http_status == 409 and state.slots.get("date") and state.slots.get("time"):
+            state = replace(state, taken=[*state.taken, f'{state.slots["date"]} {state.slots["time"]}'])
         if node.on_reject and http_status in (404, 409):
             return self._enter(replace(state, why=f"{node.tool}: {http_status}"), node.on_reject)
         apology = render(node.say_error, state.slots, state.result) or DEFAULT_TOOL_APOLOGY
@@ -392,6 +402,8 @@ class Flow:
                 state = replace(state, digits="")
             else:
                 return replace(self._understood(state), digits=digits), []  # listening for the rest
+        if _wh_question(u) and self.agent.answer(getattr(u, "knowledge_id", None)) is not None:
+            return self._aside(state, u, intent)  # "What time do you close on Fridays?": asked, not answered
         filled, problems, pending = self._checked(state, self._fill(node, state, u), u)
         if intent is not None and intent.name != state.intent and not intent.knowledge and self._changes_mind(u):
             return self._route(state, intent, u)  # "actually, can I cancel instead?"
@@ -658,6 +670,9 @@ class Flow:
                         problems.append(f"{problem} Did you mean {spoken_time(guess)}?")
                     else:
                         problems.append(problem)
+        if "time" in values and f'{values.get("date") or state.slots.get("date")} {values["time"]}' in state.taken:
+            taken = values.pop("time")  # the caller asks again for the time the booking system refused
+            problems.append(f"I'm sorry, {spoken_time(taken)} is taken that day.")
         unsure = [k for k in unsure if k in values]
         if unsure and not problems:
             pending = {k: values.pop(k) for k in unsure}

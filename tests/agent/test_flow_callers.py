@@ -392,3 +392,28 @@ def test_a_question_asked_for_the_name_is_no_name_whatever_a_shorter_reading_say
     hear(call, "I'd like to book an appointment", intent="book_appointment")
     hear(call, "But first, how much is a cleaning without insurance?", readings=("But first.",))
     assert "name" not in call.state.slots
+
+
+def test_a_question_with_a_day_in_it_is_answered_not_taken_as_the_day():
+    call = Call()
+    hear(call, "I'd like to book an appointment", intent="book_appointment")
+    hear(call, "Robert Taylor", slots={"name": "Robert Taylor"})
+    said = hear(call, "Before I pick a day, what time do you close on Fridays?", slots={"date": "2026-12-11"},
+                knowledge_id="opening_hours")
+    assert "date" not in call.state.slots and said[0].startswith("We're open") and said[-1].endswith("come in?")
+    hear(call, "Could I come in on Friday?", slots={"date": "2026-12-11"}, knowledge_id="opening_hours")
+    assert call.state.slots["date"] == "2026-12-11"  # a question that is an answer stays an answer
+
+
+def test_the_time_the_booking_system_refused_is_not_taken_again():
+    call = Call()
+    booking_until_time(call)
+    hear(call, "four p.m.", slots={"time": "16:00"})
+    call.hear("yes", yes_no="yes")
+    failed(call, "error", 409, "book_appointment: HTTP 409: the slot is already taken")
+    call.state, _ = call.flow.on_tool_result(call.state, ToolResult("ok", data={"date": TUESDAY,
+                                                                                "slots": ["15:30", "16:30"]}))
+    assert hear(call, "Four o'clock in the afternoon.", slots={"time": "16:00"}) == [
+        "I'm sorry, four p.m. is taken that day.", "Which time would suit you?"]
+    assert hear(call, "Half past four then.", slots={"time": "16:30"})[0].startswith("So that's an appointment")
+    assert call.flow.restore(call.flow.snapshot(call.state)).taken == [f"{TUESDAY} 16:00"]

@@ -404,7 +404,10 @@ class Flow:
                 return replace(self._understood(state), digits=digits), []  # listening for the rest
         if _wh_question(u) and self.agent.answer(getattr(u, "knowledge_id", None)) is not None:
             return self._aside(state, u, intent)  # "What time do you close on Fridays?": asked, not answered
-        filled, problems, pending = self._checked(state, self._fill(node, state, u), u)
+        given = self._fill(node, state, u)
+        if (again := self._taken_again(state, given)) is not None:
+            return self._ask(self._understood(state), again)
+        filled, problems, pending = self._checked(state, given, u)
         if intent is not None and intent.name != state.intent and not intent.knowledge and self._changes_mind(u):
             return self._route(state, intent, u)  # "actually, can I cancel instead?"
         if filled or pending:
@@ -670,14 +673,26 @@ class Flow:
                         problems.append(f"{problem} Did you mean {spoken_time(guess)}?")
                     else:
                         problems.append(problem)
-        if "time" in values and f'{values.get("date") or state.slots.get("date")} {values["time"]}' in state.taken:
-            taken = values.pop("time")  # the caller asks again for the time the booking system refused
-            problems.append(f"I'm sorry, {spoken_time(taken)} is taken that day.")
         unsure = [k for k in unsure if k in values]
         if unsure and not problems:
             pending = {k: values.pop(k) for k in unsure}
             problems.append(f"Was that {' '.join(_text(v, said=True) for v in pending.values())}?")
         return values, problems, pending
+
+    @staticmethod
+    def _taken_again(state: FlowState, given: dict) -> str | None:
+        """The time the booking system refused (409) asked for again: said so, with the free
+        times it offered if any, as a question of its own (not the node's, asked once more)."""
+        day = given.get("date") or state.slots.get("date")
+        if "time" not in given or f'{day} {given["time"]}' not in state.taken:
+            return None
+        free = [t for t in (state.result.get("slots") or []) if isinstance(t, str)] \
+            if state.result.get("date") == day else []
+        listed = _text(free, said=True)
+        offer = f" {listed[:1].upper()}{listed[1:]} {'are' if len(free) > 1 else 'is'} free." if free else ""
+        return (f"I'm sorry, {spoken_time(given['time'])} is taken that day.{offer} "
+                f"Which of those would suit you, or would another day be better?" if offer else
+                f"I'm sorry, {spoken_time(given['time'])} is taken that day. Would another time or day suit you?")
 
     def _collector_for(self, slot: str, near: str) -> str | None:
         """The collect node that asks for ``slot`` on the way to node ``near``, else any."""

@@ -414,6 +414,7 @@ def test_the_time_the_booking_system_refused_is_not_taken_again():
     call.state, _ = call.flow.on_tool_result(call.state, ToolResult("ok", data={"date": TUESDAY,
                                                                                 "slots": ["15:30", "16:30"]}))
     assert hear(call, "Four o'clock in the afternoon.", slots={"time": "16:00"}) == [
-        "I'm sorry, four p.m. is taken that day.", "Which time would suit you?"]
+        "I'm sorry, four p.m. is taken that day. Three thirty p.m. and four thirty p.m. are free. "
+        "Which of those would suit you, or would another day be better?"]
     assert hear(call, "Half past four then.", slots={"time": "16:30"})[0].startswith("So that's an appointment")
     assert call.flow.restore(call.flow.snapshot(call.state)).taken == [f"{TUESDAY} 16:00"]

@@ -473,12 +473,12 @@ class Flow:
         slots = {k: v for k, v in state.slots.items() if k not in named}
         if asker is None:
             return self._enter(self._understood(replace(state, which_part=False, slots=slots)), node.no)
-        # the caller asked to change it: asking for it again is progress, not a loop
-        again = {render(self.nodes[asker].prompts.get(k, ""), slots, state.result) for k in named}
-        state = self._understood(replace(state, which_part=False, slots=slots,
-                                         asked={q: n for q, n in state.asked.items() if q not in again}))
+        # Asked again, and counted: a value corrected and misheard again and again (a name the
+        # recogniser cannot get) reaches escalation.max_repeats and the way out, not a loop.
+        state = self._understood(replace(state, which_part=False, slots=slots))
         state, actions = self._enter(state, asker, resume=True)
-        return state, [Say("No problem.")] + actions
+        handed_on = any(isinstance(a, (Transfer, TakeMessage)) for a in actions)
+        return state, ([] if handed_on else [Say("No problem.")]) + actions
 
     def _read_back(self, state: FlowState, node: Node, u, intent: Intent | None) -> tuple[FlowState, list[Action]]:
         """The caller's answer to "Was that ten a.m.?" / "Did you mean one p.m.?"."""

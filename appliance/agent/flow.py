@@ -253,6 +253,20 @@ class Flow:
             state = replace(state, node=None)
         return replace(state, slots={**({CALLER_SLOT: caller} if caller else {}), **state.slots})
 
+    def fixed_lines(self) -> list[str]:
+        """Every sentence this agent says the same way to every caller (its greeting, questions,
+        answers, apologies, the fixed sentences of its templates): ttsd synthesises them when
+        the agent loads (tts.prepare), so no caller waits for them."""
+        agent, esc = self.agent, self.esc
+        texts = [agent.greeting, agent.goodbye, agent.turns.reprompt, esc.message_if_unavailable,
+                 NOT_CAUGHT, CONNECTING, DEFAULT_TOOL_APOLOGY, "Please go ahead, I'm listening.",
+                 "I'm sorry, I'm not getting this right.", "I'm sorry, I'm having trouble understanding.",
+                 *(k.answer for k in agent.knowledge)]
+        for node in self.nodes.values():
+            texts += [node.say, node.say_ok, node.say_error, *node.prompts.values()]
+        sentences = [s.strip() for text in texts if text for s in re.split(r"(?<=[.!?])\s+", text)]
+        return list(dict.fromkeys(s for s in sentences if s and "{" not in s))
+
     def expecting(self, state: FlowState) -> tuple[str, str]:
         """(slot, prompt) the caller's next words should fill, for asrd's priming: the question
         the agent just asked and the words such an answer is made of."""

@@ -16,8 +16,8 @@ from collections import deque
 from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, PlayFlush, Say,
-                            Transfer)
+from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, PlayFlush, Prepare,
+                            Say, Transfer)
 from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
@@ -123,8 +123,20 @@ class AgentService:
         self.asrd = ControlClient(runtime.ctx, endpoints.control(run, "asrd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(run, s) for s in ("sipd", "asrd", "ttsd")],
                               ["call.", "speech.", "asr.", "tts."])
-        self.tasks = [asyncio.create_task(self._events(), name="events")]
+        self.tasks = [asyncio.create_task(self._events(), name="events"),
+                      asyncio.create_task(self._prepare_voice(), name="prepare-voice")]
         await self._rebuild()
+
+    async def _prepare_voice(self, tries: int = 30) -> None:
+        """Every agent's fixed lines to ttsd's clause cache (tts.prepare), once ttsd answers."""
+        texts = list(dict.fromkeys(line for brain in self.brains.values() for line in brain["flow"].fixed_lines()))
+        for _ in range(tries):
+            try:
+                await self.ttsd.request(Prepare(texts=texts), 2.0)
+                log.info("sent %d fixed lines to ttsd's clause cache", len(texts))
+                return
+            except (BusTimeout, RemoteError):
+                await asyncio.sleep(2.0)  # ttsd not up yet (or restarting)
 
     def _load_brains(self) -> dict:
         """Per agent: understanding (embeddings), flow, tools; one LLM for all (if any)."""

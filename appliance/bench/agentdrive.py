@@ -23,7 +23,7 @@ import zmq.asyncio
 
 from appliance.bus import ControlServer, Publisher, endpoints
 from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, Ok, PlayFlush,
-                                    Say, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
+                                    Prepare, Say, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
                                     TtsFinished, TtsStarted)
 from appliance.ipc import RingWriter, create_ring
 
@@ -68,6 +68,7 @@ class Line:
         self.writers: dict[str, RingWriter] = {}
         self.playing: dict[str, tuple[str, float, str]] = {}  # call -> (turn, started, text)
         self.utterance = 0
+        self.prepared: list[str] = []
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True, name="line")
@@ -82,6 +83,7 @@ class Line:
         self.ctl = {s: ControlServer(self.ctx, endpoints.control(self.run_dir, s)) for s in ("sipd", "ttsd")}
         self.ctl["ttsd"].on(Say, self._say)
         self.ctl["ttsd"].on(Cancel, self._cancel)
+        self.ctl["ttsd"].on(Prepare, self._prepare)
         self.ctl["sipd"].on(Transfer, self._transfer)
         self.ctl["sipd"].on(Hangup, self._hangup)
         self.ctl["sipd"].on(PlayFlush, self._flush)
@@ -100,6 +102,10 @@ class Line:
             self.ctx.term()
 
     # -- what agentd asks for -------------------------------------------------------------------
+    def _prepare(self, msg: Prepare) -> Ok:
+        self.prepared = list(msg.texts)  # the fixed lines agentd wants ready in ttsd's cache
+        return Ok()
+
     def _say(self, msg: Say) -> Ok:
         log = self.calls[msg.call_id]
         if msg.turn in log.heard:  # a clause of a cancelled turn: ttsd drops it

@@ -304,6 +304,15 @@ class Say(Message):
     last: bool = True
 
 
+@control("tts.prepare")
+@dataclass(frozen=True, kw_only=True)
+class Prepare(Message):
+    """agentd -> ttsd when it loads an agent: its fixed lines (greeting, questions, the fixed
+    clauses of templates), synthesised into ttsd's clause cache ahead of any call."""
+
+    texts: list[str] = field(default_factory=list)
+
+
 @control("tts.cancel")
 @dataclass(frozen=True, kw_only=True)
 class Cancel(Message):

@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import CallEnded, Cancel, Ok, PlayFlush, Say, TtsFinished, TtsMark, TtsStarted
+from ..bus.messages import CallEnded, Cancel, Ok, PlayFlush, Prepare, Say, TtsFinished, TtsMark, TtsStarted
 from ..config import Config
 from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
 from ..runtime.logs import call_context
 from . import textnorm
 from .errors import BackendError
 from .tts.base import TtsBackend, to_ring_rate
+from .ttscache import ClauseCache
 
 log = logging.getLogger("appliance.ttsd")
 
@@ -142,6 +143,8 @@ class Synthesis:
         self.lead_frames = max(1, config.tts.lead_ms // (FRAME_NS // 1_000_000))
         self.counters = {"turns": 0, "clauses": 0, "frames": 0, "cancelled": 0, "errors": 0, "flush_failed": 0,
                          "late_clauses_dropped": 0}
+        self.cache = ClauseCache()
+        self.preparing: asyncio.Task | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -153,6 +156,7 @@ class Synthesis:
         log.info("voice %s ready (%d Hz)", self.backend.name, self.backend.sample_rate)
         runtime.control.on(Say, self.on_say)
         runtime.control.on(Cancel, self.on_cancel)
+        runtime.control.on(Prepare, self.on_prepare)
         self.sipd = ControlClient(runtime.ctx, endpoints.control(self.config.paths.run_dir, "sipd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call.ended"])
         self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
@@ -161,7 +165,7 @@ class Synthesis:
     async def stop(self) -> None:
         for voice in list(self.voices.values()):
             self._release(voice)
-        for task in self.tasks:
+        for task in [*self.tasks, *([self.preparing] if self.preparing else [])]:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for sock in (self.sub, self.sipd):
@@ -172,7 +176,37 @@ class Synthesis:
             self.backend.close()  # a TensorRT voice frees its GPU buffers
 
     def status(self) -> dict:
-        return {"backend": self.backend.name if self.backend else "", "calls": len(self.voices), **self.counters}
+        return {"backend": self.backend.name if self.backend else "", "calls": len(self.voices), **self.counters,
+                **self.cache.status()}
+
+    # -- the clause cache ---------------------------------------------------------------------------
+    def on_prepare(self, msg: Prepare) -> Ok:
+        """An agent's fixed lines: synthesised in the background, one clause at a time, each
+        behind any call's speech (the same two synthesis threads; calls queue first)."""
+        clauses = [textnorm.for_speech(c) for text in msg.texts for c, _ in split_clauses(text)]
+        if self.preparing is not None:
+            self.preparing.cancel()
+        self.preparing = asyncio.create_task(self._prepare(clauses), name="prepare")
+        return Ok(call_id=msg.call_id)
+
+    async def _prepare(self, clauses: list[str]) -> None:
+        voice = self.backend.identity()
+        for text in dict.fromkeys(clauses):
+            if (voice, text) in self.cache:
+                continue
+            while self.voices and any(v.clauses for v in self.voices.values()):
+                await asyncio.sleep(0.05)  # a caller is waiting for speech: theirs first
+            try:
+                pcm = await asyncio.get_running_loop().run_in_executor(self.executor, self._whole, text)
+            except Exception as exc:  # noqa: BLE001 - a line that cannot be made now is made when said
+                log.warning("could not prepare %r: %s", text, exc)
+                continue
+            self.cache.put(voice, text, pcm)
+        log.info("clause cache: %s", self.cache.status())
+
+    def _whole(self, text: str) -> np.ndarray:
+        chunks = [to_ring_rate(c, self.backend.sample_rate) for c in self.backend.synthesize(text)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
     def publish(self, msg) -> None:
         if self.runtime is not None and self.runtime.publisher is not None:
@@ -371,10 +405,16 @@ class Synthesis:
     async def _synth(self, text: str, voice: CallVoice):
         """Backend chunks from one worker thread (which also closes the generator, so a cancel
         reaches the backend), resampled to 16 kHz. The deadline runs from when work starts."""
+        key = self.backend.identity()
+        cached = self.cache.get(key, text)
+        if cached is not None:  # said before, or prepared when the agent loaded: no synthesis
+            yield cached
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = voice.stop
         timeout = self.config.tts.timeout_s
+        made: list[np.ndarray] = []
 
         def work() -> None:
             started = time.monotonic()
@@ -396,9 +436,12 @@ class Synthesis:
         while True:
             item = await queue.get()
             if item is None:
+                if made and not stop.is_set():  # whole, not cut short by a cancel
+                    self.cache.put(key, text, np.concatenate(made))
                 return
             if isinstance(item, Exception):
                 raise item
+            made.append(item)
             if not stop.is_set():
                 yield item
 

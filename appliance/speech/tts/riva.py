@@ -44,6 +44,9 @@ class RivaTts(TtsBackend):
         self._auth = rc.Auth(uri=server, use_ssl=False)
         self._service = rc.SpeechSynthesisService(self._auth)
 
+    def identity(self) -> str:
+        return f"{self.name}:{self.server}:{self.voice}:{self.language}:{self.sample_rate}"
+
     @classmethod
     def from_config(cls, tts_cfg) -> "RivaTts":
         return cls(tts_cfg.riva_server, voice=tts_cfg.riva_voice, language=tts_cfg.riva_language,

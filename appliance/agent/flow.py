@@ -626,8 +626,9 @@ class Flow:
             heard = _said_name(u.text)
             if not 0 < len(heard.split()) <= 4:
                 return {}  # a question or a sentence, not a name (whatever a shorter reading says)
-            others = [n for n in map(_said_name, getattr(u, "readings", ())) if abs(len(n.split()) - len(heard.split())) <= 1
-                      and 0 < len(n.split()) <= 4]
+            size = len(heard.split())
+            others = [n for n in map(_said_name, getattr(u, "readings", ()))
+                      if 0 < len(n.split()) <= 4 and abs(len(n.split()) - size) <= 1]
             return {"name": likeliest([heard, *others])}
         if asked not in ENTITY_SLOTS and text:
             return {asked: text}  # a free-text slot (a reason, a message): the words themselves

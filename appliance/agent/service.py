@@ -144,10 +144,12 @@ class AgentService:
         from .tools import ToolRunner
         from .understanding import Understander
         from .understanding.embed import Embedder
+        from .understanding.names import ranks
 
         from .llm import LlmResponder
 
         embedder = Embedder()
+        ranks()  # the name lexicon, read here rather than on a caller's first name
         llm = self._load_llm()
         brains = {}
         for name, agent in self.agents.items():

@@ -44,6 +44,12 @@ class Call:
         self.state, actions = self.flow.on_transfer_failed(self.state, status)
         return actions
 
+    def refused(self) -> list:
+        """Booked to the confirmation, said yes, and the booking system answered 409 (taken)."""
+        self.book_until_confirm()
+        self.hear("yes", yes_no="yes")
+        return self.tool("error", http_status=409)
+
     def book_until_confirm(self) -> list:
         self.hear("I'd like to book an appointment", intent="book_appointment")
         return self.hear("Ann Lee on Thursday at 9:30", slots={"name": "Ann Lee", "date": "2026-11-26", "time": "09:30"})
@@ -276,9 +282,7 @@ def test_a_tool_error_is_an_honest_apology_then_a_transfer():
 
 def test_a_taken_slot_offers_the_nearest_free_times_that_day_and_keeps_the_day():
     call = Call()
-    call.book_until_confirm()
-    call.hear("yes", yes_no="yes")
-    (look,) = call.tool("error", http_status=409)
+    (look,) = call.refused()
     assert look == CallTool("check_slots", {"date": "2026-11-26", "near": "09:30"})
     assert texts(call.tool("ok", {"date": "2026-11-26", "slots": ["09:00", "10:00"]})) == [
         "I'm sorry, nine thirty a.m. is already taken. The nearest free times on Thursday, November twenty-sixth "
@@ -289,9 +293,7 @@ def test_a_taken_slot_offers_the_nearest_free_times_that_day_and_keeps_the_day()
 
 def test_a_taken_slot_on_a_day_that_is_otherwise_free_may_still_move_to_another_day():
     call = Call()
-    call.book_until_confirm()
-    call.hear("yes", yes_no="yes")
-    call.tool("error", http_status=409)
+    call.refused()
     call.tool("ok", {"date": "2026-11-26", "slots": ["09:00", "10:00"]})
     assert texts(call.hear("Friday then", slots={"date": "2026-11-27"})) == ["Which time would suit you?"]
     assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [
@@ -300,9 +302,7 @@ def test_a_taken_slot_on_a_day_that_is_otherwise_free_may_still_move_to_another_
 
 def test_a_taken_slot_on_a_full_day_asks_for_another_day():
     call = Call()
-    call.book_until_confirm()
-    call.hear("yes", yes_no="yes")
-    call.tool("error", http_status=409)
+    call.refused()
     assert texts(call.tool("ok", {"date": "2026-11-26", "slots": []})) == [
         "I'm sorry, that time is already taken. Which other day would work for you?"]
     assert texts(call.hear("Friday at 10", slots={"date": "2026-11-27", "time": "10:00"})) == [

@@ -68,10 +68,11 @@ class PiperTts(TtsBackend):
         self.max_ids = max_shape[1] if max_shape else None  # a TensorRT profile's limit
         self.phonemizer = _phonemizer()
         self.model_path = model_path
+        self._voice_file = f"{model_path.resolve()}:{model_path.stat().st_size}"  # once: identity() is per clause
 
     def identity(self) -> str:
-        scales = ",".join(f"{v:.4f}" for v in self.scales)
-        return f"{self.name}:{self.model_path.resolve()}:{self.model_path.stat().st_size}:{scales}"
+        scales = ",".join(f"{v:.4f}" for v in self.scales)  # read each time: a bench varies the scales
+        return f"{self.name}:{self._voice_file}:{scales}"
 
     def phoneme_ids(self, text: str) -> list[list[int]]:
         """One id sequence per sentence, as the voice was trained: ^ _ p _ p _ ... $"""

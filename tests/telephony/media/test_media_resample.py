@@ -33,8 +33,7 @@ def test_upsample_440_matches_one_shot():
     assert all(f.shape == (320,) and f.dtype == np.int16 for f in frames)
     y = np.concatenate(frames).astype(float)
     lat = up.latency_samples
-    assert lat == 480  # 30 ms, all of it zeros at the very start
-    assert not np.any(y[:lat])
+    assert lat == 28  # the filter's group delay, 1.75 ms (soxr's stream took 480: 30 ms)
 
     ref = soxr.resample(x, 8000, 16000).astype(float)
     a, b = y[lat:], ref[: len(y) - lat]
@@ -46,6 +45,34 @@ def test_upsample_440_matches_one_shot():
     assert abs(20 * np.log10(amp / 16000)) < 1.0
     assert worst < 0.005 * 16000  # no discontinuity anywhere, frame edges included
     assert abs(_peak_hz(steady, 16000) - 440) < 3
+
+
+def test_line_delay_is_the_group_delay_only():
+    """An impulse comes out after latency_samples, both ways: no block held back, no padding."""
+    up, down = upsampler(), downsampler()
+    x = np.zeros(160, np.int16)
+    x[10] = 16000
+    y = up.process(x)
+    assert int(np.argmax(np.abs(y))) == 2 * 10 + up.latency_samples
+    w = np.zeros(320, np.int16)
+    w[40] = 16000
+    z = down.process(w).astype(float)
+    assert int(np.argmax(np.abs(z))) == 40 // 2 + down.latency_samples
+    assert up.latency_samples / 16 <= 2.0 and down.latency_samples / 8 <= 2.0  # ms
+
+
+def test_telephone_band_is_flat():
+    for freq in (300, 1000, 3400):
+        x = _tone(freq, 0.5, 8000)
+        up = upsampler()
+        y = np.concatenate([up.process(x[i : i + 160]) for i in range(0, len(x), 160)]).astype(float)
+        amp, _ = _fit_sine(y[400:-100], freq, 16000)
+        assert abs(20 * np.log10(amp / 16000)) < 0.2, freq
+
+
+def test_other_rates_are_refused():
+    with pytest.raises(ValueError):
+        FrameResampler(48000, 16000)
 
 
 def test_downsample_440_keeps_tone():
@@ -75,16 +102,16 @@ def test_frame_length_exact_over_long_run():
     for _ in range(500):
         assert len(up.process(rng.integers(-3000, 3000, 160, dtype=np.int16))) == 320
         assert len(down.process(rng.integers(-3000, 3000, 320, dtype=np.int16))) == 160
-    assert up._pending.size == 0 and down._pending.size == 0  # no growing backlog
+    assert len(up._history) == len(down._history) == 56  # the filter's state, not a growing backlog
 
 
 def test_wrong_frame_size_and_reset():
     up = FrameResampler(8000, 16000)
     with pytest.raises(ValueError):
         up.process(np.zeros(100, np.int16))
-    up.process(np.zeros(160, np.int16))
+    up.process(np.full(160, 8000, np.int16))
     up.reset()
-    assert up.latency_samples == 0
+    assert not np.any(up.process(np.zeros(160, np.int16)))  # the filter forgot the old audio
 
 
 def test_raw_resampler_total_length_and_flush():

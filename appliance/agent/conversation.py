@@ -5,12 +5,13 @@ and does it through ``AgentIo`` (the bus, in agentd): speaks clause by clause, c
 when the caller talks over it, calls tools with a deadline and a filler, transfers, records.
 
 Turn-taking rules, each against a complaint users have about voice agents:
-- Barge-in needs ``turns.barge_in_min_ms`` of continuous caller speech while the agent talks
-  (a cough, a click or a line pop ends sooner and is ignored); on barge-in the agent's speech
-  stops within a frame and the history keeps only the words the caller heard.
-- A final that is a backchannel ("mhm", "okay", "right") while the agent talks is not a turn:
-  the agent goes on. A final that repeats what the agent is saying is our own voice echoed by
-  the caller's phone, and is ignored.
+- Barge-in by what was said, not by how long: ``turns.barge_in_min_ms`` of continuous caller
+  speech while the agent talks *pauses* it (a cough, a click or a line pop ends sooner and is
+  ignored); the recognised words then decide. At least ``turns.barge_in_min_words`` real words
+  ("wait, actually...") stop it: its speech ends, the history keeps only the words the caller
+  heard, and theirs is the turn. A backchannel ("mhm", "okay", "right"), fewer words, our own
+  voice echoed by the caller's phone, or noise resume it where it paused, nothing lost.
+  (``barge_in_min_words = 0``: the pause is a stop, on time alone.)
 - Silence after the agent finished gets a re-prompt after ``turns.no_input_s``, never dead air.
 """
 
@@ -32,6 +33,7 @@ from .actions import AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
 log = logging.getLogger("appliance.agentd")
 
 TRANSFER_TIMEOUT_S = 30.0  # REFER sent and no final NOTIFY by then: the transfer failed
+PAUSE_GUARD_S = 3.0  # paused and the caller quiet this long with no words recognised: resume
 ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sentence: our own echo
 # A transcript ending on one of these is a pause mid-sentence, not the end of the caller's turn.
 TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "an", "to", "with", "for", "my",
@@ -50,6 +52,10 @@ class AgentIo(Protocol):
     async def say(self, turn: str, text: str, last: bool) -> None: ...
 
     async def cancel_speech(self, turn: str) -> str: ...  # returns the text the caller heard
+
+    async def pause_speech(self, turn: str) -> None: ...  # stop the audio, keeping it
+
+    async def resume_speech(self, turn: str) -> None: ...  # go on from where it paused
 
     async def transfer(self, uri: str, headers: dict[str, str]) -> None: ...
 
@@ -122,6 +128,8 @@ class Conversation:
         self.turn_seq = 0
         self.pending: asyncio.Queue[AsrFinal] = asyncio.Queue()
         self.barge_timer: asyncio.TimerHandle | None = None
+        self.paused_by: int | None = None  # the caller utterance the agent's speech is paused for
+        self.pause_guard: asyncio.TimerHandle | None = None
         self.listening_utterance: int | None = None
         self.speaking_utterance: int | None = None  # the caller's utterance in progress (started, not stopped)
         self.no_input_task: asyncio.Task | None = None
@@ -133,7 +141,8 @@ class Conversation:
         self.task: asyncio.Task | None = None
         self.ended = False
         self.on_latency = None  # agentd's status keeps the last minute of per-stage latency
-        self.counters = {"turns": 0, "barge_ins": 0, "backchannels": 0, "echoes": 0, "tool_calls": 0, "llm_turns": 0}
+        self.counters = {"turns": 0, "barge_ins": 0, "pauses": 0, "resumes": 0, "backchannels": 0, "echoes": 0,
+                         "tool_calls": 0, "llm_turns": 0}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, *, greet: bool = True) -> None:
@@ -146,7 +155,7 @@ class Conversation:
     async def close(self) -> None:
         self.ended = True
         self._disarm_barge_in()
-        for timer in (self.held_timer, self.transferring):
+        for timer in (self.held_timer, self.transferring, self.pause_guard):
             if timer is not None:
                 timer.cancel()
         if self.no_input_task is not None:
@@ -184,6 +193,11 @@ class Conversation:
             if msg.utterance == self.listening_utterance:
                 self._disarm_barge_in()  # it ended before the barge-in threshold: a cough, a click
                 self.speaking_utterance = None
+            if self.paused_by == msg.utterance:
+                if msg.reason == "too-short":
+                    await self._resume("too short to be words")
+                else:  # the words decide; if none come (asrd lost them), the agent goes on
+                    self._guard_pause()
             self.timing = TurnTiming(speech_end_ns=msg.end_ns, endpoint_ns=msg.ts_ns)
             if msg.reason == "too-short":
                 if self.held is not None and self.held_timer is None:  # the "rest" was a click
@@ -192,8 +206,14 @@ class Conversation:
         elif isinstance(msg, AsrFinal):
             self.timing.final_ns = msg.ts_ns
             if self._ignorable(msg.text):
+                await self._resume("not a turn")
                 self._arm_no_input()
                 return
+            if self._too_few_words(msg.text):
+                await self._resume(f"{msg.text!r} is fewer than {self.agent.turns.barge_in_min_words} words")
+                return
+            if self.paused_by is not None:  # real words over the agent: it stops, theirs is the turn
+                await self.barge_in()
             if self.held is not None:  # the rest of a sentence the caller paused in
                 msg = replace(msg, text=f"{self.held.text} {msg.text}", start_ns=self.held.start_ns)
                 self.held = None
@@ -214,6 +234,7 @@ class Conversation:
                 await self.barge_in()
             await self.pending.put(msg)
         elif isinstance(msg, AsrDropped):
+            await self._resume("no words")
             if self.held is not None and self.held_timer is None:  # the rest was noise: answer the part
                 self._release_held()
             self._arm_no_input()
@@ -262,7 +283,46 @@ class Conversation:
         self._disarm_barge_in()
         wait_ms = self.agent.turns.barge_in_min_ms - (time.monotonic_ns() - started.at_ns) / 1e6
         loop = asyncio.get_running_loop()
-        self.barge_timer = loop.call_later(max(wait_ms, 0) / 1000, lambda: asyncio.ensure_future(self.barge_in()))
+        act = self.barge_in if self.agent.turns.barge_in_min_words == 0 else lambda: self._pause(started.utterance)
+        self.barge_timer = loop.call_later(max(wait_ms, 0) / 1000, lambda: asyncio.ensure_future(act()))
+
+    async def _pause(self, utterance: int) -> None:
+        """Caller speech over the agent, long enough to be words: hold the agent's audio (kept,
+        not dropped) until the words say whether it is a barge-in."""
+        self.barge_timer = None
+        speaking = self.speaking
+        if speaking is None or not speaking.playing or self.paused_by is not None or self.ended:
+            return
+        self.paused_by = utterance
+        self.counters["pauses"] += 1
+        log.info("caller talks over the agent: paused")
+        await self.io.pause_speech(speaking.turn)
+
+    async def _resume(self, why: str) -> None:
+        if self.paused_by is None:
+            return
+        self.paused_by = None
+        if self.pause_guard is not None:
+            self.pause_guard.cancel()
+            self.pause_guard = None
+        if self.speaking is None or self.ended:
+            return
+        self.counters["resumes"] += 1
+        log.info("resumed: %s", why)
+        await self.io.resume_speech(self.speaking.turn)
+
+    def _guard_pause(self) -> None:
+        if self.pause_guard is not None:
+            self.pause_guard.cancel()
+        self.pause_guard = asyncio.get_running_loop().call_later(
+            PAUSE_GUARD_S, lambda: asyncio.ensure_future(self._resume("no words came")))
+
+    def _too_few_words(self, text: str) -> bool:
+        """Words over the agent's audio, too few to stop it (``barge_in_min_words``)."""
+        need = self.agent.turns.barge_in_min_words
+        speaking = self.speaking
+        return bool(need and speaking is not None and (speaking.playing or self.paused_by is not None)
+                    and len(_words(text)) < need)
 
     def _disarm_barge_in(self) -> None:
         if self.barge_timer is not None:
@@ -275,6 +335,10 @@ class Conversation:
         speaking = self.speaking
         if speaking is None or self.ended:
             return
+        self.paused_by = None
+        if self.pause_guard is not None:
+            self.pause_guard.cancel()
+            self.pause_guard = None
         self.counters["barge_ins"] += 1
         heard = await self.io.cancel_speech(speaking.turn)
         with call_context(self.call_id):
@@ -286,6 +350,7 @@ class Conversation:
         speaking, self.speaking = self.speaking, None
         if speaking is None:
             return
+        self.paused_by = None
         self.history.agent(heard if cancelled else speaking.text)
         if self.records is not None and speaking.record_idx is not None:
             self.records.update_turn(self.call_id, speaking.record_idx, heard_text=heard if cancelled else speaking.text,

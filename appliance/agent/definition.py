@@ -44,8 +44,11 @@ class LlmSettings:
 
 @dataclass(frozen=True)
 class Turns:
-    barge_in_min_ms: int = key(300, doc="caller speech over the agent that stops it (ms)", min=0, max=5000)
-    barge_in_min_words: int = key(2, doc="words a barge-in must have once recognised", min=0, max=20)
+    barge_in_min_ms: int = key(300, doc="caller speech over the agent that pauses it (ms); the words then decide",
+                               min=0, max=5000)
+    barge_in_min_words: int = key(2, doc="recognised words that make speech over the agent a barge-in (it stops, "
+                                         "the words are the turn); fewer, a backchannel, an echo or noise resume "
+                                         "it where it paused; 0 = stop on barge_in_min_ms alone", min=0, max=20)
     no_input_s: float = key(8.0, doc="silence after the agent spoke before a re-prompt (s)", min=1.0, max=120.0)
     max_reprompts: int = key(2, doc="re-prompts in a row before the agent says goodbye", min=0, max=10)
     reprompt: str = key("Are you still there?", doc="said when the caller is silent")

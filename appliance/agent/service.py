@@ -16,8 +16,8 @@ from collections import deque
 from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, PlayFlush, Prepare,
-                            Say, Transfer)
+from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, Pause, PlayFlush,
+                            Prepare, Resume, Say, Transfer)
 from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
@@ -45,6 +45,12 @@ class BusIo:
             self.service.request(self.service.ttsd, Cancel(call_id=self.call_id, turn=turn)),
             self.service.request(self.service.sipd, PlayFlush(call_id=self.call_id)))
         return getattr(reply, "detail", "") if reply is not None else ""
+
+    async def pause_speech(self, turn: str) -> None:
+        await self.service.request(self.service.ttsd, Pause(call_id=self.call_id, turn=turn), timeout=0.5)
+
+    async def resume_speech(self, turn: str) -> None:
+        await self.service.request(self.service.ttsd, Resume(call_id=self.call_id, turn=turn), timeout=0.5)
 
     async def transfer(self, uri: str, headers: dict[str, str]) -> None:
         await self.service.request(self.service.sipd, Transfer(call_id=self.call_id, target=uri, headers=headers),

@@ -22,8 +22,8 @@ import zmq
 import zmq.asyncio
 
 from appliance.bus import ControlServer, Publisher, endpoints
-from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, Ok, PlayFlush,
-                                    Prepare, Say, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
+from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, Ok, Pause,
+                                    PlayFlush, Prepare, Resume, Say, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
                                     TtsFinished, TtsStarted)
 from appliance.ipc import RingWriter, create_ring
 
@@ -43,6 +43,8 @@ class CallLog:
     transfers: list[Transfer] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
     flushes: int = 0
+    pauses: int = 0
+    resumes: int = 0
     heard: dict[str, str] = field(default_factory=dict)  # turn -> what a cancel reported heard
 
     def turns(self) -> dict[str, str]:
@@ -69,6 +71,7 @@ class Line:
         self.playing: dict[str, tuple[str, float, str]] = {}  # call -> (turn, started, text)
         self.utterance = 0
         self.prepared: list[str] = []
+        self.paused: dict[str, float] = {}  # call -> when its speech was paused
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True, name="line")
@@ -84,6 +87,8 @@ class Line:
         self.ctl["ttsd"].on(Say, self._say)
         self.ctl["ttsd"].on(Cancel, self._cancel)
         self.ctl["ttsd"].on(Prepare, self._prepare)
+        self.ctl["ttsd"].on(Pause, self._pause)
+        self.ctl["ttsd"].on(Resume, self._resume)
         self.ctl["sipd"].on(Transfer, self._transfer)
         self.ctl["sipd"].on(Hangup, self._hangup)
         self.ctl["sipd"].on(PlayFlush, self._flush)
@@ -127,6 +132,13 @@ class Line:
         playing = self.playing.get(call_id)
         if playing is None or playing[0] != turn:
             return  # cancelled meanwhile
+        if call_id in self.paused:  # it plays on after the resume, for as long as was left
+            self.loop.call_later(0.05, self._finished, call_id, turn, text)
+            return
+        end = playing[1] + len(text) * self.seconds_per_char
+        if time.monotonic() < end - 0.01:  # a pause moved the end
+            self.loop.call_later(end - time.monotonic(), self._finished, call_id, turn, text)
+            return
         del self.playing[call_id]
         self.pub["ttsd"].publish(TtsFinished(call_id=call_id, turn=turn, spoken=text, cancelled=False,
                                              frames=int(len(text) * self.seconds_per_char * 50)))
@@ -135,6 +147,9 @@ class Line:
         log = self.calls[msg.call_id]
         log.cancels.append(msg.turn)
         playing = self.playing.pop(msg.call_id, None)
+        since = self.paused.pop(msg.call_id, None)
+        if since is not None and playing is not None:  # what played is what played before the pause
+            playing = (playing[0], playing[1] + time.monotonic() - since, playing[2])
         heard = ""
         if playing is not None:
             turn, started, text = playing
@@ -145,6 +160,21 @@ class Line:
             self.pub["ttsd"].publish(TtsFinished(call_id=msg.call_id, turn=turn, spoken=heard, cancelled=True,
                                                  frames=share * 10))
         return Ok(call_id=msg.call_id, detail=heard)
+
+    def _pause(self, msg: Pause) -> Ok:
+        self.calls[msg.call_id].pauses += 1
+        if msg.call_id in self.playing:
+            self.paused[msg.call_id] = time.monotonic()
+        return Ok(call_id=msg.call_id)
+
+    def _resume(self, msg: Resume) -> Ok:
+        self.calls[msg.call_id].resumes += 1
+        since = self.paused.pop(msg.call_id, None)
+        playing = self.playing.get(msg.call_id)
+        if since is not None and playing is not None:  # its clock stood still while paused
+            turn, started, text = playing
+            self.playing[msg.call_id] = (turn, started + time.monotonic() - since, text)
+        return Ok(call_id=msg.call_id)
 
     def _transfer(self, msg: Transfer) -> Ok:
         self.calls[msg.call_id].transfers.append(msg)

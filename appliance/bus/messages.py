@@ -322,6 +322,23 @@ class Cancel(Message):
     turn: str = ""  # "" = whatever is playing
 
 
+@control("tts.pause")
+@dataclass(frozen=True, kw_only=True)
+class Pause(Message):
+    """The caller started talking over the agent: stop the audio within a frame but keep it
+    (what sipd had queued is taken back), until tts.resume or tts.cancel says what it was."""
+
+    turn: str = ""
+
+
+@control("tts.resume")
+@dataclass(frozen=True, kw_only=True)
+class Resume(Message):
+    """It was a backchannel, an echo or noise: go on from the frame where tts.pause stopped."""
+
+    turn: str = ""
+
+
 @control("asr.expect")
 @dataclass(frozen=True, kw_only=True)
 class Expect(Message):

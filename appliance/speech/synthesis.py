@@ -6,6 +6,11 @@ once (within one frame), asks sipd to drop the few frames queued (ctl.play_flush
 say exactly which text the caller heard. tts.finished comes when a turn's last frame has
 *played*, so the agent knows when the bot really stopped talking.
 
+Pause and resume (the caller talks over the agent, and it is not yet known whether that is a
+"mhm" or a real interruption): tts.pause stops writing and takes back the frames sipd had
+queued (flushed there, kept here); tts.resume writes them again and carries on, so the caller
+hears the sentence go on from where it stopped, nothing skipped; tts.cancel ends it.
+
 Text is normalised for speech (textnorm) and split at clauses: the first clause's audio is
 ready sooner than the whole sentence's, and the rest is synthesised while it plays.
 
@@ -29,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import CallEnded, Cancel, Ok, PlayFlush, Prepare, Say, TtsFinished, TtsMark, TtsStarted
+from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, Say, TtsFinished, TtsMark,
+                            TtsStarted)
 from ..config import Config
 from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
 from ..runtime.logs import call_context
@@ -117,6 +123,11 @@ class CallVoice:
         self.flushed: asyncio.Future | None = None  # writing waits until sipd has flushed
         self.task: asyncio.Task | None = None
         self.last_seq = -1
+        self.paused = False
+        self.unpaused = asyncio.Event()
+        self.unpaused.set()
+        self.recent: deque[tuple[Turn, ClauseAudio, np.ndarray]] = deque(maxlen=lead_frames + 2)  # last written
+        self.replay: deque[tuple[Turn, ClauseAudio, np.ndarray]] = deque()  # taken back by a pause, to write again
 
     def queued_frames(self, now_ns: int) -> int:
         return max(0, -(-(self.playout_end_ns - now_ns) // FRAME_NS))
@@ -142,7 +153,7 @@ class Synthesis:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self.lead_frames = max(1, config.tts.lead_ms // (FRAME_NS // 1_000_000))
         self.counters = {"turns": 0, "clauses": 0, "frames": 0, "cancelled": 0, "errors": 0, "flush_failed": 0,
-                         "late_clauses_dropped": 0}
+                         "late_clauses_dropped": 0, "paused": 0, "resumed": 0}
         self.cache = ClauseCache()
         self.preparing: asyncio.Task | None = None
 
@@ -156,6 +167,8 @@ class Synthesis:
         log.info("voice %s ready (%d Hz)", self.backend.name, self.backend.sample_rate)
         runtime.control.on(Say, self.on_say)
         runtime.control.on(Cancel, self.on_cancel)
+        runtime.control.on(Pause, self.on_pause)
+        runtime.control.on(Resume, self.on_resume)
         runtime.control.on(Prepare, self.on_prepare)
         self.sipd = ControlClient(runtime.ctx, endpoints.control(self.config.paths.run_dir, "sipd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call.ended"])
@@ -294,6 +307,9 @@ class Synthesis:
             return Ok(call_id=msg.call_id, detail="")
         # Everything stops: snapshot first, so a say arriving during the flush is not mistaken for it.
         voice.stop.set()
+        voice.replay.clear()  # frames a pause took back were never heard: they stay unheard
+        voice.paused = False
+        voice.unpaused.set()
         voice.flushed = asyncio.get_running_loop().create_future()
         now = time.monotonic_ns()
         unplayed = voice.queued_frames(now)
@@ -322,6 +338,55 @@ class Synthesis:
         with call_context(voice.call_id):
             log.info("cancelled%s; heard %r", "" if flushed else " (sipd flush failed: the queued tail plays)", spoken)
         return Ok(call_id=msg.call_id, detail=spoken)
+
+    async def on_pause(self, msg: Pause) -> Ok:
+        """Stop within a frame, keeping what was not heard: the unplayed frames sipd had queued
+        are flushed there and put back at the head of this call's audio."""
+        voice = self.voices.get(msg.call_id)
+        if voice is None or voice.paused or not voice.written:
+            return Ok(call_id=msg.call_id, detail="nothing playing")
+        voice.paused = True
+        voice.unpaused.clear()
+        now = time.monotonic_ns()
+        unplayed = voice.queued_frames(now)
+        self.counters["paused"] += 1
+        if unplayed and await self._flush(voice.call_id):
+            taken = []
+            for _ in range(min(unplayed, len(voice.recent))):
+                turn, audio, pcm = voice.recent.pop()
+                turn.frames -= 1
+                audio.written -= 1
+                taken.append((turn, audio, pcm))
+            voice.replay.extendleft(taken)  # newest first in, so oldest first out, ahead of older replay
+            voice.playout_end_ns = now
+            for turn in voice.written.values():
+                turn.playout_end_ns = min(turn.playout_end_ns, now)
+        with call_context(voice.call_id):
+            log.info("paused (%d frames kept to play again)", len(voice.replay))
+        return Ok(call_id=msg.call_id)
+
+    def on_resume(self, msg: Resume) -> Ok:
+        voice = self.voices.get(msg.call_id)
+        if voice is None or not voice.paused:
+            return Ok(call_id=msg.call_id, detail="not paused")
+        voice.paused = False
+        voice.unpaused.set()
+        self.counters["resumed"] += 1
+        if voice.replay:
+            asyncio.create_task(self._replay(voice), name=f"replay-{voice.call_id}")
+        with call_context(voice.call_id):
+            log.info("resumed")
+        return Ok(call_id=msg.call_id)
+
+    async def _replay(self, voice: CallVoice) -> None:
+        """The frames a pause took back, first (the writer waits for them), at the lead's pace."""
+        while voice.replay and not voice.paused and not voice.stop.is_set():
+            ahead = voice.queued_frames(time.monotonic_ns())
+            if ahead >= voice.lead_frames:
+                await asyncio.sleep((ahead - voice.lead_frames + 1) * FRAME_NS / 1e9 * 0.5)
+                continue
+            turn, audio, pcm = voice.replay.popleft()
+            self._put(voice, turn, audio, pcm)
 
     async def _flush(self, call_id: str) -> bool:
         try:
@@ -396,7 +461,12 @@ class Synthesis:
         """tts.finished once the turn's last frame has played (unless a cancel reports it first)."""
 
         async def later() -> None:
-            await asyncio.sleep(max(0.0, (turn.playout_end_ns - time.monotonic_ns()) / 1e9))
+            while True:  # a pause moves the end later; a paused turn has not finished
+                await asyncio.sleep(max(0.0, (turn.playout_end_ns - time.monotonic_ns()) / 1e9))
+                if not (voice.paused or voice.replay) and turn.playout_end_ns <= time.monotonic_ns():
+                    break
+                await voice.unpaused.wait()
+                await asyncio.sleep(FRAME_NS / 1e9)
             if voice.written.get(turn.turn) is turn:
                 self._finished(voice, turn, heard=turn.frames, cancelled=cancelled)
 
@@ -456,23 +526,30 @@ class Synthesis:
             while True:
                 if voice.stop.is_set():
                     return None
+                if voice.paused:
+                    await voice.unpaused.wait()
+                    continue
                 ahead = voice.queued_frames(time.monotonic_ns())
-                if ahead < voice.lead_frames:
+                if ahead < voice.lead_frames and not voice.replay:
                     break
-                await asyncio.sleep((ahead - voice.lead_frames + 1) * FRAME_NS / 1e9 * 0.5)
-            now = time.monotonic_ns()
-            seq = voice.writer.write(pcm[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES], now)
-            voice.playout_end_ns = max(voice.playout_end_ns, now) + FRAME_NS
-            turn.playout_end_ns = voice.playout_end_ns
-            voice.last_seq = seq
-            turn.frames += 1
-            audio.written += 1
-            self.counters["frames"] += 1
-            if not turn.started:
-                turn.started = True
-                self.publish(TtsStarted(call_id=voice.call_id, turn=turn.turn, seq=seq,
-                                        latency_ms=round((now - turn.first_say_ns) / 1e6, 1)))
+                await asyncio.sleep(max(1, ahead - voice.lead_frames + 1) * FRAME_NS / 1e9 * 0.5)
+            self._put(voice, turn, audio, pcm[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES])
         return pcm[n * FRAME_SAMPLES:] if not final else np.zeros(0, np.int16)
+
+    def _put(self, voice: CallVoice, turn: Turn, audio: ClauseAudio, frame: np.ndarray) -> None:
+        now = time.monotonic_ns()
+        seq = voice.writer.write(frame, now)
+        voice.recent.append((turn, audio, frame))
+        voice.playout_end_ns = max(voice.playout_end_ns, now) + FRAME_NS
+        turn.playout_end_ns = voice.playout_end_ns
+        voice.last_seq = seq
+        turn.frames += 1
+        audio.written += 1
+        self.counters["frames"] += 1
+        if not turn.started:
+            turn.started = True
+            self.publish(TtsStarted(call_id=voice.call_id, turn=turn.turn, seq=seq,
+                                    latency_ms=round((now - turn.first_say_ns) / 1e6, 1)))
 
 
 def heard_text(clauses: list[ClauseAudio], heard_frames: int) -> str:

@@ -121,9 +121,11 @@ def test_barge_in_cancels_speech_and_keeps_only_what_was_heard(agentd, line, san
     line.wait(lambda: line.calls["c4"].says, what="the greeting to start")
     time.sleep(1.0)
     u, start = line.caller_starts_talking("c4")
+    line.wait(lambda: line.calls["c4"].pauses, timeout=5, what="the agent to pause for the caller")
+    assert not line.calls["c4"].cancels  # paused, not stopped, until the words are known
+    line.caller_stops("c4", u, start, "when are you open")
     line.wait(lambda: line.calls["c4"].cancels, timeout=5, what="a barge-in")
     line.wait(lambda: line.calls["c4"].flushes >= 1, timeout=2, what="sipd's flush (sent with the cancel)")
-    line.caller_stops("c4", u, start, "when are you open")
     line.wait_says("c4", 2, timeout=40)  # the answer "plays" at 50 ms a character
     greeting_turn = line.calls["c4"].says[0].turn
     heard = line.calls["c4"].heard[greeting_turn]
@@ -147,6 +149,59 @@ def test_a_cough_or_mhm_does_not_stop_the_agent(agentd, line, sandbox):
     line.caller_stops("c5", u, start, "mhm")
     time.sleep(1.0)
     assert line.calls["c5"].cancels == [] and len(line.calls["c5"].turns()) == 1
+
+
+def test_a_long_mhm_okay_or_right_over_the_agent_pauses_it_and_it_goes_on(agentd, line, sandbox):
+    """400-700 ms of "mhm" / "okay" / "right" is longer than barge_in_min_ms: the agent pauses,
+    and once the words are known it resumes where it paused; its turn is never cut."""
+    line.seconds_per_char = 0.08  # the greeting "plays" for several seconds
+    agentd()
+    line.start_call("c5b")
+    line.wait(lambda: line.calls["c5b"].says, what="the greeting to start")
+    for n, (word, seconds) in enumerate([("Mhm.", 0.5), ("Okay.", 0.7), ("Right.", 0.4)], start=1):
+        u, start = line.caller_starts_talking("c5b")
+        time.sleep(seconds)
+        line.wait(lambda n=n: line.calls["c5b"].pauses >= n, timeout=2, what=f"a pause for {word!r}")
+        line.caller_stops("c5b", u, start, word)
+        line.wait(lambda n=n: line.calls["c5b"].resumes >= n, timeout=2, what=f"a resume after {word!r}")
+    assert line.calls["c5b"].cancels == [] and len(line.calls["c5b"].turns()) == 1
+    greeting = line.calls["c5b"].says[0].turn
+    line.wait(lambda: records(sandbox).get_call("c5b").turns[0].heard_text, timeout=20, what="the greeting's end")
+    first = records(sandbox).get_call("c5b").turns[0]
+    assert not first.interrupted and first.heard_text == line.calls["c5b"].turns()[greeting]
+
+
+def test_wait_actually_over_the_agent_stops_it_and_is_the_turn(agentd, line, sandbox):
+    line.seconds_per_char = 0.08
+    agentd()
+    line.start_call("c5c")
+    line.wait(lambda: line.calls["c5c"].says, what="the greeting to start")
+    u, start = line.caller_starts_talking("c5c")
+    time.sleep(0.6)
+    line.wait(lambda: line.calls["c5c"].pauses, timeout=2, what="a pause")
+    line.caller_stops("c5c", u, start, "Wait, actually, when are you open on Saturday?")
+    line.wait(lambda: line.calls["c5c"].cancels, timeout=5, what="the agent to stop")
+    assert line.calls["c5c"].resumes == 0
+    line.wait_says("c5c", 2, timeout=40)
+    answer = line.calls["c5c"].agent_text()[-1].lower()
+    assert "saturday" in answer, answer
+    rec = records(sandbox).get_call("c5c")
+    assert rec.turns[0].interrupted and rec.turns[1].role == "caller" and "actually" in rec.turns[1].text
+
+
+def test_speech_over_the_agent_that_yields_no_words_resumes_it(agentd, line, sandbox):
+    """A paused agent never stays silent: noise the recogniser drops resumes it, and so does a
+    final that never comes (the pause guard)."""
+    line.seconds_per_char = 0.08
+    agentd()
+    line.start_call("c5d")
+    line.wait(lambda: line.calls["c5d"].says, what="the greeting to start")
+    u, start = line.caller_starts_talking("c5d")
+    time.sleep(0.5)
+    line.wait(lambda: line.calls["c5d"].pauses, timeout=2, what="a pause")
+    line.caller_stops("c5d", u, start, None)  # asrd publishes no final at all
+    line.wait(lambda: line.calls["c5d"].resumes, timeout=6, what="the pause guard to resume")
+    assert line.calls["c5d"].cancels == []
 
 
 def test_tool_timeout_gets_a_filler_and_an_apology(agentd, line, sandbox, booking):

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.bench.speechdrive import read_all
 from appliance.bus import RemoteError
-from appliance.bus.messages import Cancel, Say, TtsFinished, TtsMark, TtsStarted
+from appliance.bus.messages import Cancel, Pause, Resume, Say, TtsFinished, TtsMark, TtsStarted
 from appliance.ipc import FRAME_NS, RingReader
 from appliance.speech.textnorm import for_wer
 
@@ -38,6 +38,19 @@ def collect_playout(reader: RingReader, until, timeout=30.0) -> np.ndarray:
         time.sleep(0.02)
     out.append(read_all(reader))
     return np.concatenate(out)
+
+
+def play_out(reader: RingReader, until, timeout=30.0) -> np.ndarray:
+    """Read the out-ring one frame per 20 ms tick on absolute deadlines, as sipd plays it, so
+    what ttsd counts as queued is really still in the ring."""
+    out, start, n = [], time.monotonic(), 0
+    while time.monotonic() - start < timeout and not until():
+        frame = reader.read()
+        if frame is not None:
+            out.append(np.array(frame.pcm))
+        n += 1
+        time.sleep(max(0.0, start + n * FRAME_NS / 1e9 - time.monotonic()))
+    return np.concatenate(out) if out else np.zeros(0, np.int16)
 
 
 def test_text_becomes_intelligible_audio_in_the_out_ring(service, speech_config, calls, events, whisper):
@@ -95,6 +108,60 @@ def test_cancel_stops_within_one_frame_and_reports_what_was_heard(service, speec
     # The call goes on: the next turn speaks normally.
     ttsd.control(Say(call_id="c3", turn="next", text="Sorry, go ahead."))
     events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == "next", timeout=15)
+
+
+def test_pause_then_resume_goes_on_from_where_it_stopped(service, speech_config, calls, events):
+    """A "mhm" over the agent: tts.pause stops the audio within a frame, keeping it; tts.resume
+    plays it on from there. What the caller hears is the whole sentence as a turn nobody
+    talked over sounds, sample for sample, give or take the one frame of sipd's tick phase."""
+    ttsd = service("ttsd")
+    shm = speech_config_shm(speech_config)
+    calls.start_call("p1")
+    reader = RingReader(shm, "p1", "out")
+    calls.out_readers = {"p1": reader}  # sipd's flush skips what was queued, as in a call
+    ttsd.control(Say(call_id="p1", turn="long", text=LONG))
+    before = play_out(reader, lambda: False, timeout=1.5)
+    assert ttsd.control(Pause(call_id="p1", turn="long")).TYPE == "reply.ok"
+    head = reader.head
+    during = play_out(reader, lambda: False, timeout=0.6)
+    assert reader.head - head <= 1 and len(during) <= 320, "ttsd kept writing while paused"
+    assert calls.flushes == ["p1"], "the queued frames were not taken back from sipd"
+    ttsd.control(Resume(call_id="p1", turn="long"))
+    after = play_out(reader, lambda: events.collect(timeout=0.001) and events.of(TtsFinished))
+    after = np.concatenate([after, read_all(reader)])
+    (finished,) = events.of(TtsFinished)
+    assert not finished.cancelled and finished.spoken == LONG
+    first = np.concatenate([before, during])
+
+    events.events.clear()
+    calls.start_call("p2")
+    reference = RingReader(shm, "p2", "out")
+    ttsd.control(Say(call_id="p2", turn="long", text=LONG))  # the same clauses, uninterrupted
+    whole = collect_playout(reference, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
+    assert len(first) > 8000 and len(after) > 8000  # paused mid-sentence, not at either end
+    assert np.array_equal(first, whole[:len(first)])  # up to the pause: the sentence's start
+    assert np.array_equal(after, whole[len(whole) - len(after):])  # from the resume: its rest
+    assert abs(len(first) + len(after) - len(whole)) <= 320  # nothing skipped or said twice but a tick
+    counters = ttsd.status().details
+    assert counters["paused"] == 1 and counters["resumed"] == 1
+
+
+def test_a_cancel_while_paused_ends_the_turn_with_what_was_heard(service, speech_config, calls, events):
+    ttsd = service("ttsd")
+    calls.start_call("p3")
+    reader = RingReader(speech_config_shm(speech_config), "p3", "out")
+    calls.out_readers = {"p3": reader}
+    ttsd.control(Say(call_id="p3", turn="long", text=LONG))
+    played = play_out(reader, lambda: False, timeout=1.5)
+    ttsd.control(Pause(call_id="p3", turn="long"))
+    time.sleep(0.3)
+    reply = ttsd.control(Cancel(call_id="p3", turn="long"))
+    events.collect(lambda e: isinstance(e, TtsFinished), timeout=5)
+    (finished,) = events.of(TtsFinished)
+    assert finished.cancelled and finished.spoken == reply.detail and LONG.startswith(finished.spoken)
+    assert abs(finished.frames * 320 - len(played)) <= 320  # the frames taken back are not counted heard
+    time.sleep(0.3)
+    assert len(read_all(reader)) == 0  # nothing of the kept audio comes back after the cancel
 
 
 def test_two_calls_get_their_own_audio(service, speech_config, calls, events, whisper):

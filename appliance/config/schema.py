@@ -157,6 +157,8 @@ class Asr:
                                         "(speculative; redone if the caller goes on); 0 = off", min=0, max=3000)
     queue_per_call: int = key(4, doc="utterances waiting per call; past this the oldest is dropped and reported",
                               min=1, max=64)
+    batch_max: int = key(4, doc="utterances of different calls waiting together are decoded in one batch of at "
+                                "most this many (one encoder pass, one decoder run); 1 = one at a time", min=1, max=64)
     nbest: int = key(2, doc="readings asked of the recogniser while the agent waits for a value (a time, a date, "
                             "a number): the agent takes the one that fits its hours; 1 = the best only (a beam "
                             "of 2 cost ~30 ms per such answer here)", min=1, max=5)

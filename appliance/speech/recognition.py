@@ -4,6 +4,9 @@ One asyncio task reads all rings every 20 ms (VAD is microseconds a frame); reco
 off the loop. Fairness: each call has its own bounded queue of finished utterances and the
 worker takes them round-robin, so a call that talks a lot waits for its own backlog, not
 others'; past ``asr.queue_per_call`` the oldest is dropped and reported (asr.dropped).
+Utterances of different calls waiting together (callers who stopped at the same moment) are
+decoded as one batch of up to ``asr.batch_max``: the fourth caller no longer waits for three
+decodes one after the other.
 
 Speculative decoding: when the caller has been quiet for ``asr.early_decode_ms`` the
 utterance so far is decoded at once; if the endpoint then comes with no new speech, that
@@ -100,7 +103,7 @@ class Recognition:
         self.streams = ThreadPoolExecutor(max_workers=16, thread_name_prefix="asr-stream")
         self.counters = {"utterances": 0, "finals": 0, "dropped": 0, "too_short": 0, "no_speech": 0,
                          "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0,
-                         "echo_frames": 0}
+                         "echo_frames": 0, "batches": 0, "batched_utterances": 0}
         self.timeouts_in_a_row = 0
         self.vads = None  # backends.VadFactory, made at start: loads the onnx/tensorrt model once
         self.turn_model = None  # turnmodel.TurnModel when vad.endpoint = "turn-model" (made at start)
@@ -337,13 +340,20 @@ class Recognition:
     # -- recognition ----------------------------------------------------------------------------
     def _transcribe(self, audio: np.ndarray, hint: Hint | None = None) -> Transcript:
         """Finals and speculative decodes (the decoder thread): noise is dropped undecoded."""
+        return self._transcribe_batch([audio], [hint])[0]
+
+    def _transcribe_batch(self, audios: list[np.ndarray], hints: list[Hint | None]) -> list[Transcript]:
+        """Utterances that ended together, in one decode; each judged as it would be alone."""
         check = self.speech_check
-        if check is None:
-            return self.backend.transcribe(audio, self.config.asr.timeout_s, hint)
-        speechy = check.check(audio)
-        if not check.is_speech(speechy):
-            return self._not_speech(speechy)
-        return self._judged(self.backend.transcribe(audio, self.config.asr.timeout_s, hint), speechy)
+        judged = [check.check(a) if check is not None else None for a in audios]
+        speech = [i for i, s in enumerate(judged) if s is None or check.is_speech(s)]
+        out = [self._not_speech(s) if s is not None else None for s in judged]
+        if speech:
+            decoded = self.backend.transcribe_batch([audios[i] for i in speech], self.config.asr.timeout_s,
+                                                    [hints[i] for i in speech])
+            for i, transcript in zip(speech, decoded):
+                out[i] = transcript if judged[i] is None else self._judged(transcript, judged[i])
+        return out
 
     def _finish_stream(self, stream: AsrStream, audio: np.ndarray, timeout: float) -> Transcript:
         """A streaming backend's final (a stream thread), held to the same check."""
@@ -368,43 +378,74 @@ class Recognition:
                                                   f"only {100 * speechy.share:.0f}% speech-like"})
         return transcript
 
-    def _next_job(self) -> tuple[CallAudio, Job] | None:
-        while self.rr:
+    def _next_jobs(self, most: int) -> list[tuple[CallAudio, Job]]:
+        """Up to ``most`` waiting utterances, at most one per call, in round-robin order."""
+        picked: list[tuple[CallAudio, Job]] = []
+        later: list[str] = []
+        while self.rr and len(picked) < most:
             cid = self.rr.popleft()
             call = self.calls.get(cid)
             if call is None or not call.queue:
                 continue
-            job = call.queue.popleft()
+            picked.append((call, call.queue.popleft()))
             if call.queue:
-                self.rr.append(cid)
-            return call, job
-        return None
+                later.append(cid)
+        self.rr.extend(later)
+        return picked
+
+    @staticmethod
+    def _speculated(call: CallAudio, job: Job) -> bool:
+        spec = call.speculation
+        return spec is not None and spec.utterance == job.ended.utterance \
+            and spec.voiced_frames == job.ended.voiced_frames
+
+    def _batch(self, picked: list[tuple[CallAudio, Job]]) -> dict[int, asyncio.Future]:
+        """One decode for the picked utterances that need one (no speculation to reuse): each
+        job gets its own future for its own transcript."""
+        todo = [(c, j) for c, j in picked if j.stream is None and not self._speculated(c, j)]
+        if len(todo) < 2:
+            return {}
+        self.counters["batches"] += 1
+        self.counters["batched_utterances"] += len(todo)
+        loop = asyncio.get_running_loop()
+        whole = loop.run_in_executor(self.decoder, self._transcribe_batch, [j.ended.audio for _, j in todo],
+                                     [c.hint for c, _ in todo])
+
+        async def item(k: int) -> Transcript:
+            return (await asyncio.shield(whole))[k]
+
+        return {id(j): asyncio.ensure_future(item(k)) for k, (_, j) in enumerate(todo)}
 
     async def _worker(self) -> None:
         while True:
-            picked = self._next_job()
-            if picked is None:
+            picked = self._next_jobs(self.config.asr.batch_max)
+            if not picked:
                 self.work.clear()
                 await self.work.wait()
                 continue
-            call, job = picked
             self.busy += 1
             try:
-                await self._recognise(call, job)
-            except Exception:  # never let one utterance stop recognition for every call
-                log.exception("recognition failed")
+                batch = self._batch(picked)
+                results = await asyncio.gather(*(self._recognise(call, job, batch.get(id(job)))
+                                                 for call, job in picked), return_exceptions=True)
+                for result in results:  # never let one utterance stop recognition for every call
+                    if isinstance(result, Exception):
+                        log.error("recognition failed", exc_info=result)
             finally:
                 self.busy -= 1
-            if call.ended and not call.queue and call.call_id in self.calls:
-                self._detach(call)
+            for call, _ in picked:
+                if call.ended and not call.queue and call.call_id in self.calls:
+                    self._detach(call)
 
-    async def _recognise(self, call: CallAudio, job: Job) -> None:
+    async def _recognise(self, call: CallAudio, job: Job, batched: asyncio.Future | None = None) -> None:
         ended, cid = job.ended, call.call_id
         loop = asyncio.get_running_loop()
         timeout = self.config.asr.timeout_s
         spec = call.speculation
         try:
-            if job.stream is not None:
+            if batched is not None:
+                fut = batched
+            elif job.stream is not None:
                 fut = loop.run_in_executor(self.streams, self._finish_stream, job.stream, ended.audio, timeout)
             elif spec is not None and spec.utterance == ended.utterance and spec.voiced_frames == ended.voiced_frames:
                 self.counters["speculative_hits"] += 1

@@ -82,6 +82,36 @@ def test_two_calls_do_not_mix(service, speech_config, calls, events):
     assert "pharmacy" in fb_.text.lower() and "appointment" not in fb_.text.lower()
 
 
+def test_utterances_that_end_together_are_decoded_in_one_batch(service, speech_config, calls, events):
+    """Three callers stop at the same moment: one batch decodes them, each gets its own words
+    (the batch's texts equal single decodes: test_whisper_batch), and noise among them is still
+    dropped as noise, undecoded."""
+    from appliance.bench.speechdrive import frames_of
+
+    speech_config.add("[asr]\nearly_decode_ms = 0")  # no speculation: all three reach the queue
+    asrd = service("asrd")
+    texts = {"a": BOOKING, "b": HOURS, "c": "Is there parking near the clinic?"}
+    ws = attach(asrd, calls, *texts, "n")
+    clips = {cid: np.concatenate([SILENCE[:4000], synthetic_speech(t), SILENCE]) for cid, t in texts.items()}
+    clips["n"] = np.concatenate([SILENCE[:4000], noise.clip("white", 0), SILENCE])
+    width = max(len(c) for c in clips.values())
+    padded = {cid: np.concatenate([np.zeros(width - len(c), np.int16), c]) for cid, c in clips.items()}  # same end
+    frames = {cid: frames_of(c) for cid, c in padded.items()}
+    t0 = time.monotonic_ns()
+    for i in range(len(frames["a"])):
+        for cid in padded:
+            ws[cid].write(frames[cid][i], t0 + i * FRAME_NS)
+        if i % 8 == 0:
+            time.sleep(0.02)
+    events.collect(lambda e: len(finals(events)) >= 3 and events.of(AsrDropped), timeout=60)
+    status = asrd.status().details
+    assert status["batches"] >= 1 and status["batched_utterances"] >= 2, status
+    for cid, text in texts.items():
+        (final,) = finals(events, cid)
+        assert len(words(text) - words(final.text)) <= 1, (cid, final.text)  # its own words, no other call's
+    assert not finals(events, "n") and [d for d in events.of(AsrDropped) if d.call_id == "n"]
+
+
 def test_silence_and_noise_give_no_transcript(service, speech_config, calls, events):
     asrd = service("asrd")
     ws = attach(asrd, calls, "quiet", "hiss")

@@ -68,6 +68,12 @@ class AsrBackend(abc.ABC):
         """A whole utterance, blocking (run it off the event loop). Empty text for no speech.
         ``hint``: what the caller is expected to say; a backend may ignore it."""
 
+    def transcribe_batch(self, audios: list[np.ndarray], timeout: float,
+                         hints: list[Hint | None]) -> list[Transcript]:
+        """Utterances that ended together, decoded in one pass where the backend can (the same
+        results as one at a time); by default one after the other."""
+        return [self.transcribe(a, timeout, h) for a, h in zip(audios, hints)]
+
     def open_stream(self, on_partial: PartialCallback) -> AsrStream:
         raise NotImplementedError(f"{self.name} does not stream")
 

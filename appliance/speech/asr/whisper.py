@@ -78,42 +78,76 @@ class WhisperAsr(AsrBackend):
         """``timeout`` is checked between the encoder and the decoder (CTranslate2 cannot be
         interrupted mid-call); the decode length bound keeps the rest short. ``hint.nbest`` > 1
         decodes with a beam that wide and returns the other readings as ``alternatives``."""
-        if audio.dtype != np.int16:
-            raise ValueError("audio must be int16 at 16 kHz")
-        if len(audio) < SAMPLE_RATE // 10:
-            return Transcript("", meta={"reason": "too short"})
+        return self.transcribe_batch([audio], timeout, [hint])[0]
+
+    def transcribe_batch(self, audios: list[np.ndarray], timeout: float,
+                         hints: list[Hint | None]) -> list[Transcript]:
+        """One encoder pass and one decoder run for utterances that ended together (calls in
+        lockstep): the decoder's per-step cost, most of a short decode on a CPU, is paid once
+        for all. Utterances are grouped by what must be equal in a batch (window length, beam
+        width, prompt length), so each gets exactly the inputs it would get alone."""
+        out: list[Transcript | None] = [None] * len(audios)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, audio in enumerate(audios):
+            if audio.dtype != np.int16:
+                raise ValueError("audio must be int16 at 16 kHz")
+            if len(audio) < SAMPLE_RATE // 10:
+                out[i] = Transcript("", meta={"reason": "too short"})
+                continue
+            n_frames = min(max(self.context_frames, -(-len(audio) // HOP) + 1), 3000)
+            nbest = max(1, hints[i].nbest if hints[i] is not None else 1)
+            prompt = len(self._prompt(hints[i]))  # CTranslate2: <|startoftranscript|> at one position in a batch
+            groups.setdefault((n_frames, nbest, prompt), []).append(i)
+        for (n_frames, nbest, _), items in groups.items():
+            for i, result in zip(items, self._decode(n_frames, nbest, [audios[i] for i in items],
+                                                     [hints[i] for i in items], timeout)):
+                out[i] = result
+        return out  # type: ignore[return-value]
+
+    def _decode(self, n_frames: int, nbest: int, audios: list[np.ndarray], hints: list[Hint | None],
+                timeout: float) -> list[Transcript]:
         started = time.monotonic()
         import ctranslate2
 
         with self._lock:
-            samples = audio.astype(np.float32) / 32768.0
-            n_frames = max(self.context_frames, -(-len(samples) // HOP) + 1)
-            n_frames = min(n_frames, 3000)
-            samples = samples[: n_frames * HOP]
-            padded = np.zeros(n_frames * HOP, dtype=np.float32)
-            padded[: len(samples)] = samples
-            features = self.model.feature_extractor(padded)[:, :n_frames]
-            encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            features, lengths = [], []
+            for audio in audios:
+                samples = (audio.astype(np.float32) / 32768.0)[: n_frames * HOP]
+                padded = np.zeros(n_frames * HOP, dtype=np.float32)
+                padded[: len(samples)] = samples
+                features.append(self.model.feature_extractor(padded)[:, :n_frames])
+                lengths.append(len(samples))
+            encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
                                               to_cpu=False)
             if time.monotonic() - started > timeout:
                 raise BackendError(f"whisper: encoder took longer than {timeout:.1f} s")
-            seconds = len(samples) / SAMPLE_RATE
-            nbest = max(1, hint.nbest if hint is not None else 1)
-            prompt = self._prompt(hint)
-            result = self.model.model.generate(  # max_length counts the prompt's tokens too
-                encoded, [prompt], beam_size=max(self.beam_size, nbest), num_hypotheses=nbest,
-                max_length=len(prompt) + int(10 + TOKENS_PER_SECOND_MAX * seconds),
+            prompts = [self._prompt(h) for h in hints]
+            # max_length counts the prompt's tokens too; each reading is cut to its own bound below
+            bounds = [len(p) + int(10 + TOKENS_PER_SECOND_MAX * n / SAMPLE_RATE) for p, n in zip(prompts, lengths)]
+            results = self.model.model.generate(
+                encoded, prompts, beam_size=max(self.beam_size, nbest), num_hypotheses=nbest, max_length=max(bounds),
                 return_scores=True, return_no_speech_prob=True, suppress_blank=True,
                 suppress_tokens=self.suppress, no_repeat_ngram_size=4,
-            )[0]
-            tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
-            others = [self.tokenizer.decode([t for t in seq if t < self.tokenizer.eot]).strip()
-                      for seq in result.sequences_ids[1:]]
-            no_speech = float(result.no_speech_prob)
-            if not tokens:
-                return Transcript("", meta={"no_speech_prob": no_speech, "reason": "no speech"})
-            num_frames = min(-(-len(samples) // HOP), n_frames)
-            aligned = self.model.find_alignment(self.tokenizer, [tokens], encoded, num_frames)[0]
+            )
+            per_item = np.asarray(encoded) if len(audios) > 1 else None
+            out = []
+            for k, result in enumerate(results):
+                limit = bounds[k] - len(prompts[k])
+                tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot][:limit]
+                others = [self.tokenizer.decode([t for t in seq if t < self.tokenizer.eot][:limit]).strip()
+                          for seq in result.sequences_ids[1:]]
+                no_speech = float(result.no_speech_prob)
+                if not tokens:
+                    out.append(Transcript("", meta={"no_speech_prob": no_speech, "reason": "no speech"}))
+                    continue
+                num_frames = min(-(-lengths[k] // HOP), n_frames)
+                mine = encoded if per_item is None else ctranslate2.StorageView.from_array(
+                    np.ascontiguousarray(per_item[k:k + 1]))
+                aligned = self.model.find_alignment(self.tokenizer, [tokens], mine, num_frames)[0]
+                out.append(self._transcript(tokens, others, no_speech, aligned, started, len(audios)))
+        return out
+
+    def _transcript(self, tokens, others, no_speech: float, aligned, started: float, batch: int) -> Transcript:
         words = merge_punctuation(aligned)
         text = self.tokenizer.decode(tokens).strip()
         confidence = float(np.mean([w.conf for w in words])) if words else 0.0
@@ -123,7 +157,8 @@ class WhisperAsr(AsrBackend):
             return Transcript("", meta={"no_speech_prob": round(no_speech, 3), "reason": "no speech",
                                         "rejected": text, "confidence": round(confidence, 3)})
         return Transcript(text=text, words=words, confidence=confidence,
-                          meta={"no_speech_prob": round(no_speech, 3), "decode_s": round(time.monotonic() - started, 3)},
+                          meta={"no_speech_prob": round(no_speech, 3), "batch": batch,
+                                "decode_s": round(time.monotonic() - started, 3)},
                           alternatives=_distinct(text, others))
 
 

@@ -352,7 +352,7 @@ class Recognition:
             decoded = self.backend.transcribe_batch([audios[i] for i in speech], self.config.asr.timeout_s,
                                                     [hints[i] for i in speech])
             for i, transcript in zip(speech, decoded):
-                out[i] = transcript if judged[i] is None else self._judged(transcript, judged[i])
+                out[i] = transcript if judged[i] is None else self._judged(transcript, audios[i], judged[i])
         return out
 
     def _finish_stream(self, stream: AsrStream, audio: np.ndarray, timeout: float) -> Transcript:
@@ -364,15 +364,14 @@ class Recognition:
         if not check.is_speech(speechy):
             stream.abort()
             return self._not_speech(speechy)
-        return self._judged(stream.finish(timeout), speechy)
+        return self._judged(stream.finish(timeout), audio, speechy)
 
     @staticmethod
     def _not_speech(speechy) -> Transcript:
         return Transcript("", meta={"reason": speechy.describe(), "speech_share": round(speechy.share, 3)})
 
-    @staticmethod
-    def _judged(transcript: Transcript, speechy) -> Transcript:
-        if transcript.text and SpeechCheck.invented(transcript.text, speechy):
+    def _judged(self, transcript: Transcript, audio: np.ndarray, speechy) -> Transcript:
+        if transcript.text and self.speech_check.invented_in(transcript.text, audio, speechy):
             return Transcript("", meta={**transcript.meta, "rejected": transcript.text,
                                         "reason": f"{transcript.text!r} is a stock Whisper phrase and the audio is "
                                                   f"only {100 * speechy.share:.0f}% speech-like"})

@@ -75,9 +75,10 @@ class SpeechCheck:
         self._process = process_chunk  # floats in directly: ~1.5 ms a chunk, ~2.3 through bytes
         self._lock = threading.Lock()
 
-    def measure(self, audio: np.ndarray, *, enough: float | None = None) -> Speechiness:
+    def measure(self, audio: np.ndarray, *, enough: float | None = None, run_ms: int = 0) -> Speechiness:
         """Score 16 kHz int16 ``audio`` (a last partial chunk is zero-padded). ``enough``: stop
-        once this share of all chunks is speech (the answer cannot change; ~1.5 ms a chunk saved)."""
+        once this share of all chunks is speech (the answer cannot change; ~1.5 ms a chunk
+        saved); ``run_ms``: stop at the first run of speech chunks this long."""
         samples = audio.astype(np.float64) / 32767.0
         pad = (-len(samples)) % CHUNK
         if pad:
@@ -92,15 +93,25 @@ class SpeechCheck:
                     speech += 1
                     run += 1
                     longest = max(longest, run)
-                    if speech >= stop:
+                    if speech >= stop or (run_ms and longest * CHUNK_MS >= run_ms):
                         return Speechiness(speech / n, longest * CHUNK_MS, n, complete=i == n - 1)
                 else:
                     run = 0
         return Speechiness(speech / n if n else 0.0, longest * CHUNK_MS, n)
 
     def check(self, audio: np.ndarray) -> Speechiness:
-        """Scored just far enough to decide both is_speech and doubtful."""
-        return self.measure(audio, enough=max(self.min_share, DOUBT_SHARE))
+        """Scored just far enough to decide is_speech: to the first MIN_RUN_MS run of speech
+        (~8 chunks of a caller's answer, ~12 ms, on the critical path before every decode), or
+        to the share that settles it. Whether a stock phrase was invented is settled later, and
+        only for a transcript that is one (``invented_in``)."""
+        return self.measure(audio, enough=max(self.min_share, DOUBT_SHARE), run_ms=MIN_RUN_MS)
+
+    def invented_in(self, text: str, audio: np.ndarray, m: Speechiness) -> bool:
+        """``invented`` for a ``check``ed utterance: scored on as far as DOUBT_SHARE first when
+        the transcript is a stock phrase and the quick score stopped short of knowing."""
+        if not m.complete and m.share < DOUBT_SHARE and normalise(text) in HALLUCINATIONS:
+            m = self.measure(audio, enough=DOUBT_SHARE)
+        return self.invented(text, m)
 
     def is_speech(self, m: Speechiness) -> bool:
         return m.share >= self.min_share or m.longest_ms >= MIN_RUN_MS

@@ -44,7 +44,7 @@ for text in answers:
 audio = np.concatenate([pad, synthetic_speech(answers[-1]), pad])
 full, quick = check.measure(audio), check.check(audio)
 out["quick"] = {"full": row(full), "quick": row(quick), "again": row(check.measure(audio)),
-                "quick_invented": SpeechCheck.invented("Thank you.", quick)}
+                "quick_invented": check.invented_in("Thank you.", audio, quick)}
 print(json.dumps(out))
 """
 

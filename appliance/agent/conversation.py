@@ -37,7 +37,8 @@ PAUSE_GUARD_S = 3.0  # paused and the caller quiet this long with no words recog
 ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sentence: our own echo
 # A transcript ending on one of these is a pause mid-sentence, not the end of the caller's turn.
 TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "an", "to", "with", "for", "my",
-            "is", "of", "at", "on", "it's", "its", "was", "like"}
+            "is", "of", "at", "on", "it's", "its", "was", "like", "if", "about", "from", "than", "your", "our",
+            "their"}
 
 
 def incomplete(text: str) -> bool:

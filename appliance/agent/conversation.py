@@ -13,6 +13,11 @@ Turn-taking rules, each against a complaint users have about voice agents:
   voice echoed by the caller's phone, or noise resume it where it paused, nothing lost.
   (``barge_in_min_words = 0``: the pause is a stop, on time alone.)
 - Silence after the agent finished gets a re-prompt after ``turns.no_input_s``, never dead air.
+- Speculation: asr.early (the caller's words so far, at their first pause) is decided on a
+  copy of the state; if the answer is speech alone, ttsd synthesises it into its cache at once,
+  so the tts.say after a confirmed end of turn plays at once. Nothing is said, recorded or done
+  on it (tools, transfers and LLM turns wait for the final); if the caller goes on it is never
+  heard.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Protocol
 
-from ..bus.messages import (AsrDropped, AsrFinal, SpeechStarted, SpeechStopped, TransferProgress, TtsFinished,
-                            TtsStarted)
+from ..bus.messages import (AsrDropped, AsrEarly, AsrFinal, SpeechStarted, SpeechStopped, TransferProgress,
+                            TtsFinished, TtsStarted)
 from ..runtime.logs import call_context
 from .actions import AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
 
@@ -57,6 +62,8 @@ class AgentIo(Protocol):
     async def pause_speech(self, turn: str) -> None: ...  # stop the audio, keeping it
 
     async def resume_speech(self, turn: str) -> None: ...  # go on from where it paused
+
+    async def speculate(self, texts: list[str]) -> None: ...  # get these ready to say; say nothing
 
     async def transfer(self, uri: str, headers: dict[str, str]) -> None: ...
 
@@ -143,7 +150,7 @@ class Conversation:
         self.ended = False
         self.on_latency = None  # agentd's status keeps the last minute of per-stage latency
         self.counters = {"turns": 0, "barge_ins": 0, "pauses": 0, "resumes": 0, "backchannels": 0, "echoes": 0,
-                         "tool_calls": 0, "llm_turns": 0}
+                         "tool_calls": 0, "llm_turns": 0, "speculations": 0}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, *, greet: bool = True) -> None:
@@ -234,6 +241,8 @@ class Conversation:
                 # out the answer, e.g. a slow LLM turn): theirs wins, ours stops here.
                 await self.barge_in()
             await self.pending.put(msg)
+        elif isinstance(msg, AsrEarly):
+            await self._speculate(msg)
         elif isinstance(msg, AsrDropped):
             await self._resume("no words")
             if self.held is not None and self.held_timer is None:  # the rest was noise: answer the part
@@ -254,6 +263,22 @@ class Conversation:
                 self._spoken(msg.spoken, cancelled=msg.cancelled)
         elif isinstance(msg, TransferProgress):
             await self.on_transfer_progress(msg)
+
+    async def _speculate(self, early: AsrEarly) -> None:
+        """The answer to the words so far, if the turn ends here: decided on a copy of the state
+        (the flow is a pure function of state and words) and, if it is speech alone, made ready
+        in ttsd. The final decides again; the same words give the same answer, from the cache."""
+        if (self.speaking is not None or self.held is not None or not self.pending.empty()
+                or self.transferring is not None or early.utterance != self.speaking_utterance):
+            return
+        if self._ignorable(early.text) or incomplete(early.text):
+            return
+        understanding = self.understander.understand(early.text, self.today())
+        _, actions = self.flow.on_utterance(self.state, understanding)
+        if not actions or not all(isinstance(a, Say) for a in actions):
+            return  # a tool, a transfer, an LLM turn: nothing happens before the turn is the caller's
+        self.counters["speculations"] += 1
+        await self.io.speculate([a.text for a in actions if a.text])
 
     def _release_held(self) -> None:
         self.held_timer = None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
 from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, Pause, PlayFlush,
-                            Prepare, Resume, Say, Transfer)
+                            Prepare, Resume, Say, Speculate, Transfer)
 from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
@@ -45,6 +45,9 @@ class BusIo:
             self.service.request(self.service.ttsd, Cancel(call_id=self.call_id, turn=turn)),
             self.service.request(self.service.sipd, PlayFlush(call_id=self.call_id)))
         return getattr(reply, "detail", "") if reply is not None else ""
+
+    async def speculate(self, texts: list[str]) -> None:
+        await self.service.request(self.service.ttsd, Speculate(call_id=self.call_id, texts=texts), timeout=0.5)
 
     async def pause_speech(self, turn: str) -> None:
         await self.service.request(self.service.ttsd, Pause(call_id=self.call_id, turn=turn), timeout=0.5)

@@ -23,7 +23,7 @@ import zmq.asyncio
 
 from appliance.bus import ControlServer, Publisher, endpoints
 from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, Ok, Pause,
-                                    PlayFlush, Prepare, Resume, Say, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
+                                    PlayFlush, Prepare, Resume, Say, Speculate, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
                                     TtsFinished, TtsStarted)
 from appliance.ipc import RingWriter, create_ring
 
@@ -44,6 +44,7 @@ class CallLog:
     hangups: list[str] = field(default_factory=list)
     flushes: int = 0
     pauses: int = 0
+    speculated: list[list[str]] = field(default_factory=list)  # tts.speculate: made ready, never said
     resumes: int = 0
     heard: dict[str, str] = field(default_factory=dict)  # turn -> what a cancel reported heard
 
@@ -88,6 +89,7 @@ class Line:
         self.ctl["ttsd"].on(Cancel, self._cancel)
         self.ctl["ttsd"].on(Prepare, self._prepare)
         self.ctl["ttsd"].on(Pause, self._pause)
+        self.ctl["ttsd"].on(Speculate, self._speculate)
         self.ctl["ttsd"].on(Resume, self._resume)
         self.ctl["sipd"].on(Transfer, self._transfer)
         self.ctl["sipd"].on(Hangup, self._hangup)
@@ -160,6 +162,10 @@ class Line:
             self.pub["ttsd"].publish(TtsFinished(call_id=msg.call_id, turn=turn, spoken=heard, cancelled=True,
                                                  frames=share * 10))
         return Ok(call_id=msg.call_id, detail=heard)
+
+    def _speculate(self, msg: Speculate) -> Ok:
+        self.calls[msg.call_id].speculated.append(list(msg.texts))
+        return Ok(call_id=msg.call_id)
 
     def _pause(self, msg: Pause) -> Ok:
         self.calls[msg.call_id].pauses += 1

@@ -160,6 +160,18 @@ class AsrPartial(Message):
     stable: bool = False
 
 
+@event("asr.early")
+@dataclass(frozen=True, kw_only=True)
+class AsrEarly(Message):
+    """The utterance so far, decoded at the caller's first pause (asrd's speculation) while the
+    turn is not yet over: it becomes the final if the caller does not go on. A listener may get
+    an answer ready (agentd has ttsd synthesise it); nothing may be said or done on it."""
+
+    utterance: int
+    text: str
+    voiced_frames: int
+
+
 @event("asr.final")
 @dataclass(frozen=True, kw_only=True)
 class AsrFinal(Message):
@@ -320,6 +332,16 @@ class Cancel(Message):
     Answered with the text the caller heard (also in tts.finished)."""
 
     turn: str = ""  # "" = whatever is playing
+
+
+@control("tts.speculate")
+@dataclass(frozen=True, kw_only=True)
+class Speculate(Message):
+    """agentd -> ttsd: the answer it would give if the caller's turn ends now. Synthesised into
+    the clause cache at once, never played: the tts.say that follows a confirmed end of turn
+    plays it from there; if the caller goes on, it is simply never said."""
+
+    texts: list[str] = field(default_factory=list)
 
 
 @control("tts.pause")

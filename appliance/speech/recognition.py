@@ -10,7 +10,9 @@ decodes one after the other.
 
 Speculative decoding: when the caller has been quiet for ``asr.early_decode_ms`` the
 utterance so far is decoded at once; if the endpoint then comes with no new speech, that
-result is the final, so recognition time hides inside the endpoint's silence. A streaming
+result is the final, so recognition time hides inside the endpoint's silence. A speculation
+done while the turn is still open (the turn model waits on a pause, or the decoder is fast) is
+published as asr.early, so agentd can have the answer synthesised before the turn ends. A streaming
 backend (Riva) instead gets audio as it arrives and gives partials.
 
 Noise is not decoded: before any decode (and before a streaming final is published) Silero
@@ -32,8 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import Subscriber, endpoints
-from ..bus.messages import (AsrDropped, AsrFinal, AsrPartial, CallEnded, CallStarted, Expect, Ok, SpeechStarted,
-                            SpeechStopped)
+from ..bus.messages import (AsrDropped, AsrEarly, AsrFinal, AsrPartial, CallEnded, CallStarted, Expect, Ok,
+                            SpeechStarted, SpeechStopped)
 from ..config import Config
 from ..ipc import FRAME_NS, RingError, RingReader, inspect
 from ..runtime.logs import call_context
@@ -259,16 +261,7 @@ class Recognition:
             if self.backend.streaming:
                 self._open_stream(call, item.utterance)
         elif isinstance(item, Early):
-            # Speculate only with a free decoder: a guess must never delay another call's final.
-            if any(c.queue for c in self.calls.values()) or self.busy:
-                return
-            if call.speculation is not None:
-                call.speculation.future.cancel()  # an older guess not yet started is void
-            loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self.decoder, self._transcribe, item.audio, call.hint)
-            call.speculation = Speculation(item.utterance, item.voiced_frames, fut)
-            self.busy += 1
-            fut.add_done_callback(self._speculation_done)
+            self._speculate(call, item)
         elif isinstance(item, Ended):
             self.publish(SpeechStopped(call_id=cid, utterance=item.utterance, seq=item.seq, end_ns=item.end_ns,
                                        reason=item.reason))
@@ -318,8 +311,48 @@ class Recognition:
             if call.ended and call.chain is asyncio.current_task():
                 self._detach(call)
 
+    def _speculate(self, call: CallAudio, early: Early) -> bool:
+        """Decode the utterance so far at a pause. Only with a free decoder: a guess must never
+        delay any call's final (a confirmed end of turn always goes first)."""
+        if any(c.queue for c in self.calls.values()) or self.busy:
+            return False
+        if call.speculation is not None:
+            call.speculation.future.cancel()  # an older guess not yet started is void
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.decoder, self._transcribe, early.audio, call.hint)
+        call.speculation = Speculation(early.utterance, early.voiced_frames, fut)
+        self.busy += 1
+        fut.add_done_callback(self._speculation_done)
+        fut.add_done_callback(lambda f, c=call, e=early: self._early(c, e, f))
+        return True
+
     def _speculation_done(self, _fut) -> None:
         self.busy -= 1
+        if self.busy or any(c.queue for c in self.calls.values()):
+            return
+        # The decoder is free: a call paused now whose speculation is stale (the caller went on
+        # after it started) or was skipped (the decoder was busy at its pause) gets one.
+        for call in self.calls.values():
+            ep, spec = call.endpointer, call.speculation
+            if call.ended or not ep.in_speech or not ep.early_frames or ep.silence_run < ep.early_frames \
+                    or ep.voiced < ep.min_voiced:
+                continue
+            if spec is not None and spec.utterance == ep.utterance and spec.voiced_frames == ep.voiced:
+                continue  # still valid
+            if self._speculate(call, Early(ep.utterance, np.concatenate(ep.frames), ep.voiced)):
+                return
+
+    def _early(self, call: CallAudio, early: Early, fut) -> None:
+        """A speculation that finished while its utterance is still open, with no speech since."""
+        if fut.cancelled() or fut.exception() is not None or call.ended:
+            return
+        ep = call.endpointer
+        if not (ep.in_speech and ep.utterance == early.utterance and ep.voiced == early.voiced_frames):
+            return  # the turn already ended (the final follows) or the caller went on (stale)
+        text = fut.result().text
+        if text:
+            self.publish(AsrEarly(call_id=call.call_id, utterance=early.utterance, text=text,
+                                  voiced_frames=early.voiced_frames))
 
     def _drop(self, call_id: str, utterance: int, reason: str) -> None:
         self.counters["dropped"] += 1

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, Say, TtsFinished, TtsMark,
-                            TtsStarted)
+from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, Say, Speculate, TtsFinished,
+                            TtsMark, TtsStarted)
 from ..config import Config
 from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
 from ..runtime.logs import call_context
@@ -153,9 +153,10 @@ class Synthesis:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self.lead_frames = max(1, config.tts.lead_ms // (FRAME_NS // 1_000_000))
         self.counters = {"turns": 0, "clauses": 0, "frames": 0, "cancelled": 0, "errors": 0, "flush_failed": 0,
-                         "late_clauses_dropped": 0, "paused": 0, "resumed": 0}
+                         "late_clauses_dropped": 0, "paused": 0, "resumed": 0, "speculated": 0}
         self.cache = ClauseCache()
         self.preparing: asyncio.Task | None = None
+        self.inflight: dict[tuple, asyncio.Future] = {}  # speculative syntheses under way, by cache key
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, runtime) -> None:
@@ -170,6 +171,7 @@ class Synthesis:
         runtime.control.on(Pause, self.on_pause)
         runtime.control.on(Resume, self.on_resume)
         runtime.control.on(Prepare, self.on_prepare)
+        runtime.control.on(Speculate, self.on_speculate)
         self.sipd = ControlClient(runtime.ctx, endpoints.control(self.config.paths.run_dir, "sipd"))
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call.ended"])
         self.tasks = [runtime.watch(asyncio.create_task(self._events(), name="events")),
@@ -216,6 +218,26 @@ class Synthesis:
                 continue
             self.cache.put(voice, text, pcm)
         log.info("clause cache: %s", self.cache.status())
+
+    def on_speculate(self, msg: Speculate) -> Ok:
+        """An answer that may be said in a moment: its clauses go into the cache now, ahead of
+        the fixed lines; a tts.say of one still being made waits for it instead of making it twice."""
+        voice = self.backend.identity()
+        loop = asyncio.get_running_loop()
+        for text in dict.fromkeys(textnorm.for_speech(c) for t in msg.texts for c, _ in split_clauses(t)):
+            key = (voice, text)
+            if key in self.cache or key in self.inflight:
+                continue
+            fut = loop.run_in_executor(self.executor, self._whole, text)
+            self.inflight[key] = fut
+            self.counters["speculated"] += 1
+            fut.add_done_callback(lambda f, k=key: self._speculated(k, f))
+        return Ok(call_id=msg.call_id)
+
+    def _speculated(self, key: tuple, fut) -> None:
+        self.inflight.pop(key, None)
+        if not fut.cancelled() and fut.exception() is None and len(fut.result()):
+            self.cache.put(key[0], key[1], fut.result())
 
     def _whole(self, text: str) -> np.ndarray:
         chunks = [to_ring_rate(c, self.backend.sample_rate) for c in self.backend.synthesize(text)]
@@ -476,6 +498,9 @@ class Synthesis:
         """Backend chunks from one worker thread (which also closes the generator, so a cancel
         reaches the backend), resampled to 16 kHz. The deadline runs from when work starts."""
         key = self.backend.identity()
+        making = self.inflight.get((key, text))
+        if making is not None:  # speculated a moment ago and still being made: wait for it
+            await asyncio.gather(asyncio.shield(making), return_exceptions=True)
         cached = self.cache.get(key, text)
         if cached is not None:  # said before, or prepared when the agent loaded: no synthesis
             yield cached

@@ -204,6 +204,57 @@ def test_speech_over_the_agent_that_yields_no_words_resumes_it(agentd, line, san
     assert line.calls["c5d"].cancels == []
 
 
+def _early(line, call_id: str, utterance: int, text: str) -> None:
+    from appliance.bus.messages import AsrEarly
+
+    line.publish("asrd", AsrEarly(call_id=call_id, utterance=utterance, text=text, voiced_frames=50))
+
+
+def test_the_answer_to_the_words_so_far_is_made_ready_and_said_only_when_the_turn_ends(agentd, line, sandbox):
+    agentd()
+    line.start_call("s1")
+    line.wait_says("s1", 1)
+    u, start = line.caller_starts_talking("s1")
+    _early(line, "s1", u, "Where are you located?")
+    line.wait(lambda: line.calls["s1"].speculated, timeout=5, what="the speculated answer")
+    time.sleep(0.3)
+    assert len(line.calls["s1"].says) == 1  # made ready in ttsd, nothing said before the turn ends
+    line.caller_stops("s1", u, start, "Where are you located?")
+    line.wait_says("s1", 2)
+    (ready,) = line.calls["s1"].speculated
+    assert line.calls["s1"].agent_text()[-1] == " ".join(ready)  # the same words: the same answer
+
+
+def test_a_caller_who_pauses_and_goes_on_never_hears_the_speculated_answer(agentd, line, sandbox):
+    agentd()
+    line.start_call("s2")
+    line.wait_says("s2", 1)
+    u, start = line.caller_starts_talking("s2")
+    _early(line, "s2", u, "Where are you located?")
+    line.wait(lambda: line.calls["s2"].speculated, timeout=5, what="the speculated answer")
+    time.sleep(0.5)  # ... and the caller goes on in the same utterance
+    line.caller_stops("s2", u, start, "Where are you located? No wait, what time are you open on Saturday?")
+    line.wait_says("s2", 2)
+    (held,) = line.calls["s2"].speculated
+    answer = line.calls["s2"].agent_text()[-1]
+    assert answer != " ".join(held) and "saturday" in answer.lower(), answer
+    said = " ".join(s.text for s in line.calls["s2"].says)
+    assert all(text not in said for text in held)  # never played
+    rec = records(sandbox).get_call("s2")
+    assert all(text not in t.text for t in rec.turns for text in held)  # and never in the record
+
+
+def test_no_speculation_for_a_tool_or_mid_sentence_words(agentd, line, sandbox):
+    agentd()
+    line.start_call("s3")
+    line.wait_says("s3", 1)
+    u, _ = line.caller_starts_talking("s3")
+    _early(line, "s3", u, "My name is")  # ends mid-phrase
+    _early(line, "s3", u, "Can I speak to a person please?")  # a transfer: an action, not speech
+    time.sleep(0.8)
+    assert line.calls["s3"].speculated == [] and not line.calls["s3"].transfers
+
+
 def test_tool_timeout_gets_a_filler_and_an_apology(agentd, line, sandbox, booking):
     from appliance.agent.example_tools import Faults
 

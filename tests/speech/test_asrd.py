@@ -11,7 +11,7 @@ import pytest
 from appliance.bench import noise
 from appliance.bench.speech import phone_line
 from appliance.bench.speechdrive import play, synthetic_speech
-from appliance.bus.messages import AsrDropped, AsrFinal, SpeechStarted, SpeechStopped
+from appliance.bus.messages import AsrDropped, AsrEarly, AsrFinal, SpeechStarted, SpeechStopped
 from appliance.ipc import FRAME_NS
 from appliance.speech.textnorm import for_wer
 
@@ -110,6 +110,22 @@ def test_utterances_that_end_together_are_decoded_in_one_batch(service, speech_c
         (final,) = finals(events, cid)
         assert len(words(text) - words(final.text)) <= 1, (cid, final.text)  # its own words, no other call's
     assert not finals(events, "n") and [d for d in events.of(AsrDropped) if d.call_id == "n"]
+
+
+def test_a_speculation_done_before_the_turn_ends_is_published_early(service, speech_config, calls, events):
+    """The decode started at the first pause finishes while the endpoint still waits (here a
+    long 1.5 s one): asr.early carries the words before speech.stopped, and the final is that
+    same decode, not a second one."""
+    speech_config.add("[vad]\nend_silence_ms = 1500\n[asr]\nearly_decode_ms = 100")
+    asrd = service("asrd")
+    w = attach(asrd, calls, "e")["e"]
+    play(w, np.concatenate([SILENCE[:4000], synthetic_speech(HOURS), SILENCE, SILENCE]))
+    events.collect(lambda e: isinstance(e, AsrFinal), timeout=30)
+    kinds = [type(e) for e in events.events if isinstance(e, (AsrEarly, SpeechStopped, AsrFinal))]
+    assert kinds == [AsrEarly, SpeechStopped, AsrFinal], kinds
+    (early,), (final,) = events.of(AsrEarly), finals(events)
+    assert early.text == final.text and early.utterance == final.utterance and "pharmacy" in final.text.lower()
+    assert asrd.status().details["speculative_hits"] == 1
 
 
 def test_silence_and_noise_give_no_transcript(service, speech_config, calls, events):

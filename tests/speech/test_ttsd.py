@@ -10,7 +10,7 @@ import pytest
 
 from appliance.bench.speechdrive import read_all
 from appliance.bus import RemoteError
-from appliance.bus.messages import Cancel, Pause, Resume, Say, TtsFinished, TtsMark, TtsStarted
+from appliance.bus.messages import Cancel, Pause, Resume, Say, Speculate, TtsFinished, TtsMark, TtsStarted
 from appliance.ipc import FRAME_NS, RingReader
 from appliance.speech.textnorm import for_wer
 
@@ -247,6 +247,26 @@ def test_prepared_lines_are_played_from_the_clause_cache_without_synthesis(servi
     after = ttsd.status().details
     assert after["cache_hits"] == prepared["cache_clauses"] and after["cache_misses"] == 0, after  # nothing made anew
     assert {"thank", "calling", "dental", "help", "today"} <= set(transcribe(whisper, pcm).split())
+
+
+def test_a_speculated_answer_is_made_but_not_played_until_said(service, speech_config, calls, events):
+    ttsd = service("ttsd")
+    calls.start_call("s1")
+    reader = RingReader(speech_config_shm(speech_config), "s1", "out")
+    answer = "We are at 12 Harbour Street, next to the pharmacy."
+    assert ttsd.control(Speculate(call_id="s1", texts=[answer])).TYPE == "reply.ok"
+    deadline = time.monotonic() + 30
+    while ttsd.status().details.get("cache_clauses", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    events.collect(timeout=0.05)
+    assert len(read_all(reader)) == 0 and not events.of(TtsStarted)  # made, never played
+    before = ttsd.status().details
+    ttsd.control(Say(call_id="s1", turn="t", text=answer))
+    pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
+    after = ttsd.status().details
+    assert before["speculated"] >= 1 and after["cache_misses"] == before["cache_misses"], after  # nothing made anew
+    assert after["cache_hits"] > before["cache_hits"] and len(pcm) > 16000
 
 
 def test_a_voice_change_never_plays_the_old_voices_audio(models_dir):

@@ -26,7 +26,7 @@ from ..bus.messages import (MetricsRequest, ServiceMetrics, ServiceReady, Servic
                             StatusRequest)
 from ..config import Config, ConfigError, load
 from ..ipc import sweep_stale
-from ..speech.errors import ModelError
+from ..models.errors import ModelError
 from . import logs
 from .notify import Notifier
 
@@ -95,10 +95,14 @@ def sweep_stale_rings(config: Config) -> None:
 
 class ServiceRuntime:
     def __init__(self, name: str, config: Config, component: Component | None = None, *, owns_rings: bool = False,
-                 serves_metrics: bool = False):
+                 series: Callable | None = None, exporter: Callable | None = None):
+        """``series(name, component)``: this process's Prometheus registry; ``exporter(config)``:
+        the box's /metrics server (sipd hosts it). Both are handed down by the process's main
+        (appliance/services/), so the runtime does not reach up into appliance/metrics."""
         self.name = name
         self.owns_rings = owns_rings
-        self.serves_metrics = serves_metrics  # hosts the box's /metrics (sipd): appliance/metrics/exporter.py
+        self.series = series
+        self.make_exporter = exporter
         self.metrics_registry = None
         self.exporter = None
         self.config = config
@@ -178,13 +182,10 @@ class ServiceRuntime:
             tasks.append(asyncio.create_task(self.control.serve(), name="control"))
             if self.component is not None:
                 await self.component.start(self)
-                from ..metrics.series import registry_for
-
-                self.metrics_registry = registry_for(self.name, self.component)
-            if self.serves_metrics and self.config.metrics.enabled:
-                from ..metrics.exporter import Exporter
-
-                self.exporter = Exporter(self.config)
+                if self.series is not None:
+                    self.metrics_registry = self.series(self.name, self.component)
+            if self.make_exporter is not None and self.config.metrics.enabled:
+                self.exporter = self.make_exporter(self.config)
                 if not self.exporter.start():
                     self.exporter = None
             self.state = "ready"
@@ -227,7 +228,7 @@ class ServiceRuntime:
 
 
 def run_service(name: str, component_factory: Callable[[Config], Component] | None = None, argv=None,
-                *, owns_rings: bool = False, serves_metrics: bool = False) -> None:
+                *, owns_rings: bool = False, series: Callable | None = None, exporter: Callable | None = None) -> None:
     """A service process's whole ``main``: parse args, load config, run until stopped."""
     parser = argparse.ArgumentParser(prog=f"appliance-{name}", description=f"appliance {name} service")
     parser.add_argument("--config", help="config file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -240,8 +241,8 @@ def run_service(name: str, component_factory: Callable[[Config], Component] | No
     logs.setup(name, config.log.level)
     component = component_factory(config) if component_factory else None
     try:
-        code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings,
-                                          serves_metrics=serves_metrics).run())
+        code = asyncio.run(ServiceRuntime(name, config, component, owns_rings=owns_rings, series=series,
+                                          exporter=exporter).run())
     except (StartupError, ModelError) as exc:
         log.error("%s", exc)  # a missing model says which and how to fix it, then exits non-zero
         code = 1

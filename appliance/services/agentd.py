@@ -5,11 +5,12 @@ runtime to the AgentService component (appliance/agent/service.py).
 """
 
 from ..agent.service import AgentService
+from ..metrics.series import registry_for
 from ..runtime.service import run_service
 
 
 def main(argv=None) -> None:
-    run_service("agentd", AgentService, argv=argv)
+    run_service("agentd", AgentService, argv=argv, series=registry_for)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ Entry point of the systemd unit appliance-asrd.service and of `appliancectl up`;
 runtime to the Recognition component (appliance/speech/recognition.py).
 """
 
+from ..metrics.series import registry_for
 from ..runtime.service import run_service
 from ..speech.recognition import Recognition
 
 
 def main(argv=None) -> None:
-    run_service("asrd", Recognition, argv=argv)
+    run_service("asrd", Recognition, argv=argv, series=registry_for)
 
 
 if __name__ == "__main__":

@@ -400,7 +400,6 @@ class Flow:
                                   say="One moment, I'll put you through.")
         fresh = {k: v for k, v in state.slots.items() if k == CALLER_SLOT}
         state = replace(state, slots=fresh, result={})
-        node = self.nodes[intent.node]
         offered, problems, pending = self._checked(state, _slots(u), u)
         state, actions = self._enter(replace(state, pending=pending), intent.node, offered=offered)
         if state.pending:  # a value read back before the flow goes on, counted as any question

@@ -320,5 +320,4 @@ class LlmResponder:
         finally:
             cancel.set()
             await worker
-        self.last_stats = stats
         return text

@@ -427,14 +427,6 @@ class CallRecords:
             db.execute("UPDATE calls SET answered_ns = ? WHERE id = ?",
                        (time.monotonic_ns() if answered_ns is None else answered_ns, call_id))
 
-    def update_call(self, call_id: str, *, agent: str | None = None, summary: str | None = None,
-                    intent: str | None = None, slots: dict | None = None, transfer_target: str | None = None,
-                    metrics: dict | None = None) -> None:
-        """Mid-call facts (what was understood so far), so a restarted agentd can pick them up."""
-        with self._write() as db:
-            self._set(db, call_id, agent=agent, summary=summary, intent=intent, slots=_dump(slots),
-                      transfer_target=transfer_target, metrics=_dump(metrics))
-
     def end_call(self, call_id: str, outcome: str, reason: str = "", *, summary: str | None = None,
                  intent: str | None = None, slots: dict | None = None, transfer_target: str | None = None,
                  metrics: dict | None = None, ended_ns: int | None = None, goal: str | None = None,

@@ -87,10 +87,6 @@ class Softphone:
         wavfile.write(path, np.concatenate([voice, np.zeros(int(8000 * PAD_S), np.int16)]), 8000)
         self.command("ausrc", f"aufile,{path}")
 
-    def recording(self) -> Path | None:
-        dumps = sorted(self.workdir.glob("dump-*-dec.wav"))
-        return dumps[0] if dumps else None
-
     def close(self) -> None:
         try:
             self.command("hangup")

@@ -29,7 +29,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,7 +56,6 @@ class Job:
     call_id: str
     ended: Ended
     stream: AsrStream | None = None  # streaming backends: the utterance's open stream
-    queued_ns: int = field(default_factory=time.monotonic_ns)
 
 
 @dataclass

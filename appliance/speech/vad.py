@@ -185,7 +185,6 @@ class Endpointer:
         self.voiced = 0
         self.silence_run = 0
         self.early_sent = False
-        self.frames_seen = 0
 
     def is_voiced(self, pcm: np.ndarray) -> bool:
         vad_says = self.vad.is_speech(pcm)  # always fed, so Silero's state follows the audio
@@ -196,7 +195,6 @@ class Endpointer:
         pcm = np.array(pcm, dtype=np.int16, copy=True)
         if len(pcm) != FRAME_SAMPLES:
             raise ValueError(f"frame of {len(pcm)} samples; the ring's frames are {FRAME_SAMPLES}")
-        self.frames_seen += 1
         voiced = self.is_voiced(pcm)
         if self.echo is not None and self.echo.is_echo(capture_ns, pcm, voiced):  # always fed: it keeps a window
             voiced = False

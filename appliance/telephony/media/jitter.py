@@ -81,11 +81,6 @@ class JitterBuffer:
     def target_ms(self) -> float:
         return self._target() * self.frame_ms
 
-    @property
-    def buffered(self) -> int:
-        """Frames from the next one to play up to the newest received (gaps included)."""
-        return 0 if self._next is None else self._highest - self._next + 1
-
     def _target(self) -> int:
         jit_ms = self._jitter * 1000.0 / self.clock_rate
         frames = math.ceil((self.jitter_factor * jit_ms + self.frame_ms) / self.frame_ms - 1e-9)

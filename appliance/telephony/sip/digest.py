@@ -207,14 +207,6 @@ def _hasher(algorithm: str) -> Callable[[bytes], str]:
     return lambda data: hashlib.new(name, data, usedforsecurity=False).hexdigest()
 
 
-def _supported(algorithm: str) -> bool:
-    try:
-        _hasher(algorithm)
-    except DigestError:
-        return False
-    return True
-
-
 def _response(
     algorithm: str, username: str, realm: str, password: str, method: str, uri: str,
     nonce: str, qop: str | None, nc: str, cnonce: str, body: bytes,

@@ -96,13 +96,6 @@ class SipTransport:
         conn.transport.write(data)
         return True
 
-    async def connect_tcp(self, host: str, port: int) -> Peer:
-        """Open (or reuse) a TCP connection to a peer, for requests we originate over TCP."""
-        if (host, port) not in self.connections:
-            loop = asyncio.get_running_loop()
-            await loop.create_connection(lambda: _TcpConnection(self), host, port)
-        return Peer("TCP", host, port)
-
     # -- incoming ------------------------------------------------------------------------
     def deliver(self, data: bytes, peer: Peer) -> None:
         self.received += 1

@@ -40,11 +40,13 @@ class BusIo:
         await self.service.request(self.service.ttsd, Say(call_id=self.call_id, turn=turn, text=text, last=last))
 
     async def cancel_speech(self, turn: str) -> str:
-        # Both at once: ttsd stops writing, sipd drops what is queued (ttsd also asks sipd).
-        reply, _ = await asyncio.gather(
-            self.service.request(self.service.ttsd, Cancel(call_id=self.call_id, turn=turn)),
-            self.service.request(self.service.sipd, PlayFlush(call_id=self.call_id)))
-        return getattr(reply, "detail", "") if reply is not None else ""
+        """ttsd stops writing and has sipd drop what is queued (one flush); only if ttsd does not
+        answer (down, restarting) does agentd flush sipd itself, so the caller is not talked over."""
+        reply = await self.service.request(self.service.ttsd, Cancel(call_id=self.call_id, turn=turn), timeout=0.5)
+        if reply is None:
+            await self.service.request(self.service.sipd, PlayFlush(call_id=self.call_id))
+            return ""
+        return getattr(reply, "detail", "")
 
     async def speculate(self, texts: list[str]) -> None:
         await self.service.request(self.service.ttsd, Speculate(call_id=self.call_id, texts=texts), timeout=0.5)

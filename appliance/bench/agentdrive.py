@@ -148,6 +148,7 @@ class Line:
     def _cancel(self, msg: Cancel) -> Ok:
         log = self.calls[msg.call_id]
         log.cancels.append(msg.turn)
+        log.flushes += 1  # as ttsd does: it has sipd drop the queued audio
         playing = self.playing.pop(msg.call_id, None)
         since = self.paused.pop(msg.call_id, None)
         if since is not None and playing is not None:  # what played is what played before the pause

@@ -60,7 +60,7 @@ class CallSource:
         self.flushes.append(msg.call_id)
         reader = self.out_readers.get(msg.call_id)
         if reader is not None:
-            reader.cursor = reader.head
+            reader.skip_to_head()
         return Ok(call_id=msg.call_id)
 
     def publish(self, msg) -> None:

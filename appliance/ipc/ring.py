@@ -324,6 +324,13 @@ class RingReader:
         self.cursor = target
         return self.read()
 
+    def skip_to_head(self) -> int:
+        """Drop every frame not yet read (a barge-in's flush); returns how many were dropped."""
+        head = self._header[_WRITE_SEQ]
+        dropped = max(0, head - self.cursor)
+        self.cursor = max(self.cursor, head)
+        return dropped
+
     def frames(self) -> Iterator[Frame]:
         """Every frame available now, in order."""
         while (frame := self.read()) is not None:

@@ -71,24 +71,25 @@ class FrameResampler:
         self.out_samples = out_rate * frame_ms // 1000
         self.up = out_rate > in_rate
         self._h = lowpass_taps(taps) * (2.0 if self.up else 1.0)  # zero stuffing halves the level
-        self._history = np.zeros(taps - 1)
+        # Up: the two polyphase halves of the filter run on the 8 kHz samples (no multiplies by
+        # the stuffed zeros); down: the whole filter, every other output kept.
+        self._phases = (self._h[0::2], self._h[1::2])
+        self._history = np.zeros(len(self._phases[1]) if self.up else taps - 1)
         delay16 = (taps - 1) / 2
         self.latency_samples = round(delay16 if self.up else delay16 / 2)
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         if len(frame) != self.in_samples:
             raise ValueError(f"expected {self.in_samples} samples, got {len(frame)}")
-        x = np.asarray(frame, dtype=np.float64)
-        if self.up:
-            wide = np.zeros(self.out_samples)
-            wide[::2] = x
-        else:
-            wide = x
-        ext = np.concatenate((self._history, wide))
+        ext = np.concatenate((self._history, np.asarray(frame, dtype=np.float64)))
         self._history = ext[len(ext) - len(self._history):]
-        y = np.convolve(ext, self._h, mode="valid")
-        if not self.up:
-            y = y[::2]
+        if self.up:
+            even, odd = self._phases
+            y = np.empty(self.out_samples)
+            y[0::2] = np.convolve(ext, even, mode="valid")[: self.in_samples]
+            y[1::2] = np.convolve(ext, odd, mode="valid")[1: self.in_samples + 1]
+        else:
+            y = np.convolve(ext, self._h, mode="valid")[::2]
         return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
 
     def reset(self) -> None:

@@ -284,9 +284,7 @@ class MediaSession:
 
     def flush(self) -> None:
         """Barge-in: drop every queued agent frame; the next tick sends silence."""
-        dropped = self.out_ring.available()
-        self.out_ring.cursor = self.out_ring.head
-        self.counters["flushed"] += dropped
+        self.counters["flushed"] += self.out_ring.skip_to_head()
 
     # -- incoming ----------------------------------------------------------------------------
     def _on_rtp(self) -> None:

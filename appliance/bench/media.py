@@ -1,6 +1,6 @@
 """Per-20 ms-frame cost of the media hot paths (not a test).
 
-    python -m appliance.telephony.media.bench_media [iterations]
+    python -m appliance.bench.media [iterations]
 
 Budget: 100+ calls on 2 cores leaves ~400 µs of CPU per call per 20 ms for *everything*
 (both directions, SIP, rings), so each step here should be a few tens of µs at most.
@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from .g711 import G711Codec
-from .g722 import G722Codec
-from .jitter import JitterBuffer
-from .resample import downsampler, upsampler
-from .rtp import RtpPacket, parse
+from ..telephony.media.g711 import G711Codec
+from ..telephony.media.g722 import G722Codec
+from ..telephony.media.jitter import JitterBuffer
+from ..telephony.media.resample import downsampler, upsampler
+from ..telephony.media.rtp import RtpPacket, parse
 
 
 def _bench(name: str, fn, n: int) -> None:

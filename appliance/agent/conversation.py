@@ -43,7 +43,7 @@ ECHO_OVERLAP = 0.6  # share of a final's words found in the agent's current sent
 # A transcript ending on one of these is a pause mid-sentence, not the end of the caller's turn.
 TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "an", "to", "with", "for", "my",
             "is", "of", "at", "on", "it's", "its", "was", "like", "if", "about", "from", "than", "your", "our",
-            "their"}
+            "their", "be"}
 
 
 def incomplete(text: str) -> bool:

@@ -130,6 +130,14 @@ def _endpoints(cfg, vads, turn, audio: np.ndarray) -> list[tuple[float, str, np.
     return out
 
 
+def _next_onset(audio: np.ndarray, after_s: float) -> float:
+    """Seconds into ``audio`` where speech starts again after ``after_s`` (10 ms blocks)."""
+    start = int(after_s * 16000)
+    n = (len(audio) - start) // 160
+    loud = np.flatnonzero(np.abs(audio[start:start + n * 160].reshape(n, 160)).max(axis=1) > 300) if n > 0 else []
+    return after_s + (loud[0] * 160 / 16000 if len(loud) else (len(audio) - start) / 16000)
+
+
 def _held(asr, utterance: np.ndarray) -> tuple[bool, float, str]:
     """What agentd does with that utterance's final: held for more (its words end mid-sentence,
     ``incomplete``) or answered; and when the final comes (the real decode time)."""
@@ -163,7 +171,9 @@ def measure(cfg, vads, turn, hes: list[dict], done: list[dict], *, asr=None, hol
         if asr is not None:
             t, utterance = inside[0]
             held, decode_s, text = _held(asr, utterance)
-            if not held or t + decode_s + hold_ms / 1000 < resumed:
+            # A cut at a short gap *inside* the first words ("for, | um,") is followed by speech
+            # long before the opened pause ends: the hold waits for that, not for the pause.
+            if not held or t + decode_s + hold_ms / 1000 < _next_onset(audio, t):
                 turn_cut += 1
                 turn_cut_texts.append(f"{label}: answered {text!r}")
     waits, turn_waits, missed = [], [], 0

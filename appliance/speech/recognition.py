@@ -102,6 +102,9 @@ class Recognition:
         # server are I/O-bound and each needs its own thread while it waits for the final.
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.streams = ThreadPoolExecutor(max_workers=16, thread_name_prefix="asr-stream")
+        # The turn model (~50 ms a question) runs here, never in the frame loop: one call's pause
+        # must not hold up every other call's audio.
+        self.turns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn")
         self.counters = {"utterances": 0, "finals": 0, "dropped": 0, "too_short": 0, "no_speech": 0,
                          "speculative_hits": 0, "speculative_misses": 0, "frames": 0, "ring_lost": 0, "errors": 0,
                          "echo_frames": 0, "batches": 0, "batched_utterances": 0}
@@ -141,6 +144,7 @@ class Recognition:
             self._detach(call)
         self.decoder.shutdown(wait=False, cancel_futures=True)
         self.streams.shutdown(wait=False, cancel_futures=True)
+        self.turns.shutdown(wait=False, cancel_futures=True)
         if self.backend is not None:
             self.backend.close()
         if self.vads is not None:
@@ -181,10 +185,13 @@ class Recognition:
                     log.warning("no echo check (cannot read the out ring): %s", exc)
         endpointer = Endpointer(self.config.vad, self.vads(), echo=echo,
                                 early_decode_ms=0 if self.backend.streaming else self.config.asr.early_decode_ms,
-                                turn=self.turn_model.complete if self.turn_model is not None else None)
+                                turn=self._ask_turn_model if self.turn_model is not None else None)
         self.calls[call_id] = CallAudio(call_id, reader, endpointer, self.config.asr.queue_per_call, played)
         with call_context(call_id):
             log.info("listening")
+
+    def _ask_turn_model(self, audio: np.ndarray):
+        return self.turns.submit(self.turn_model.complete, audio)
 
     def _detach(self, call: CallAudio) -> None:
         if self.calls.get(call.call_id) is not call:

@@ -159,7 +159,9 @@ class Endpointer:
     def __init__(self, cfg: VadConfig, vad, *, early_decode_ms: int = 0, echo=None, turn=None):
         """``vad``: the call's detector, made by the service's factory (speech/backends.py),
         which holds the model the calls share. ``turn``: audio -> P(turn complete) (the turn
-        model, turnmodel.py), asked once per pause; None ends turns on silence alone."""
+        model, turnmodel.py), asked once per pause, or -> a future of it (asrd runs the model
+        off its frame loop: until the answer is in, the silence endpoint applies); None ends
+        turns on silence alone."""
         self.cfg = cfg
         self.vad = vad
         self.turn = turn
@@ -167,6 +169,7 @@ class Endpointer:
         self.wait_frames = max(self.pause_frames + 1, cfg.turn_max_wait_ms // FRAME_MS)
         self.turn_asked = False
         self.turn_p: float | None = None  # the model's last answer for this utterance
+        self.turn_pending = None  # its future, while the model is still working on it
         self.echo = echo  # an EchoGate fed with what the agent plays: its voice returning is not speech
         self.start_frames = max(1, cfg.start_ms // FRAME_MS)
         self.start_window = max(START_WINDOW, self.start_frames)
@@ -228,13 +231,21 @@ class Endpointer:
             self.last_voiced = (seq, capture_ns)
             self.silence_run = 0
             self.early_sent = self.turn_asked = False
+            self.turn_p = self.turn_pending = None
         else:
             self.silence_run += 1
         end_frames = self.end_frames
         if self.turn is not None and self.voiced >= self.min_voiced:
             if self.silence_run == self.pause_frames and not self.turn_asked:
                 self.turn_asked = True
-                self.turn_p = self.turn(np.concatenate(self.frames))
+                answer = self.turn(np.concatenate(self.frames))
+                self.turn_p, self.turn_pending = (None, answer) if hasattr(answer, "done") else (answer, None)
+            if self.turn_pending is not None and self.turn_pending.done():
+                pending, self.turn_pending = self.turn_pending, None
+                try:
+                    self.turn_p = float(pending.result())
+                except Exception:  # a model failure: the silence endpoint decides this turn
+                    self.turn_p = None
             if self.turn_asked and self.turn_p is not None:
                 end_frames = self.pause_frames if self.turn_p >= self.cfg.turn_threshold else self.wait_frames
         if self.silence_run >= end_frames:
@@ -260,7 +271,7 @@ class Endpointer:
                       np.concatenate(self.frames) if self.frames else np.zeros(0, np.int16), self.audio_start_ns,
                       self.voiced)
         self.in_speech = self.turn_asked = False
-        self.turn_p = None
+        self.turn_p = self.turn_pending = None
         self.frames = []
         self.preroll.clear()
         return ended

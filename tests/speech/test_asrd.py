@@ -128,6 +128,20 @@ def test_a_speculation_done_before_the_turn_ends_is_published_early(service, spe
     assert asrd.status().details["speculative_hits"] == 1
 
 
+def test_the_turn_model_endpoint_runs_off_the_frame_loop(service, speech_config, calls, events):
+    """vad.endpoint = turn-model in the real asrd: the model is asked on its own thread at the
+    first pause, a finished question ends there, and the final follows."""
+    speech_config.add('[vad]\nendpoint = "turn-model"\nend_silence_ms = 600')
+    asrd = service("asrd")
+    w = attach(asrd, calls, "t")["t"]
+    play(w, np.concatenate([SILENCE[:4000], synthetic_speech(HOURS), SILENCE, SILENCE]))
+    events.collect(lambda e: isinstance(e, AsrFinal), timeout=30)
+    (stopped,) = [e for e in events.of(SpeechStopped) if e.reason != "too-short"]
+    assert stopped.reason == "turn-complete"  # at the 100 ms pause, not after 600 ms of silence
+    (final,) = finals(events)
+    assert "pharmacy" in final.text.lower()
+
+
 def test_silence_and_noise_give_no_transcript(service, speech_config, calls, events):
     asrd = service("asrd")
     ws = attach(asrd, calls, "quiet", "hiss")

@@ -163,6 +163,59 @@ def test_a_turn_the_model_calls_incomplete_waits_up_to_the_bound_and_speech_resu
     assert 0.8 < tail < 1.3  # the bounded wait (1 s), not the 240 ms silence
 
 
+class SlowVerdict:
+    """The turn model as asrd runs it, off the frame loop: a future answered ``frames`` frames
+    after it was asked (what the endpointer sees is the pushes in between)."""
+
+    def __init__(self, p: float, frames: int):
+        self.p, self.frames, self.pending = p, frames, []
+
+    def __call__(self, audio: np.ndarray):
+        from concurrent.futures import Future
+
+        fut = Future()
+        self.pending.append([self.frames, fut])
+        return fut
+
+    def tick(self) -> None:
+        for item in self.pending:
+            item[0] -= 1
+            if item[0] == 0:
+                item[1].set_result(self.p)
+
+
+def test_a_turn_model_answering_later_ends_the_turn_when_its_answer_comes():
+    said = trim(synthetic_speech("Tuesday"))
+    cfg = Vad(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
+    model = SlowVerdict(0.9, frames=3)  # 60 ms of model time
+    ep = Endpointer(cfg, WebRtcVad(3), turn=model)
+    audio = np.concatenate([silence(0.5), said, silence(1.5)])
+    out = []
+    for i in range(len(audio) // 320):
+        out += ep.push(i, 10**12 + i * FRAME_NS, audio[i * 320:(i + 1) * 320])
+        model.tick()
+    (ended,) = [o for o in out if isinstance(o, Ended)]
+    assert ended.reason == "turn-complete" and len(model.pending) == 1
+    tail = len(ended.audio) / 16000 - (0.2 + len(said) / 16000)
+    assert 0.1 < tail < 0.35  # the pause plus the model's time, not 600 ms of silence
+
+
+def test_a_failing_turn_model_leaves_the_turn_to_the_silence_endpoint():
+    said = trim(synthetic_speech("Tuesday"))
+    cfg = Vad(endpoint="turn-model", end_silence_ms=300, turn_pause_ms=100)
+    model = SlowVerdict(0.9, frames=2)
+    ep = Endpointer(cfg, WebRtcVad(3), turn=model)
+    audio = np.concatenate([silence(0.5), said, silence(1.5)])
+    out = []
+    for i in range(len(audio) // 320):
+        out += ep.push(i, 10**12 + i * FRAME_NS, audio[i * 320:(i + 1) * 320])
+        for item in model.pending:
+            if not item[1].done():
+                item[1].set_exception(RuntimeError("onnxruntime failed"))
+    (ended,) = [o for o in out if isinstance(o, Ended)]
+    assert ended.reason == "silence"
+
+
 def test_the_real_turn_model_hears_a_finished_sentence_from_a_trailing_one(models_dir):
     from appliance.speech.turnmodel import TurnModel
 

@@ -10,7 +10,9 @@ Turn-taking rules, each against a complaint users have about voice agents:
   ignored); the recognised words then decide. At least ``turns.barge_in_min_words`` real words
   ("wait, actually...") stop it: its speech ends, the history keeps only the words the caller
   heard, and theirs is the turn. A backchannel ("mhm", "okay", "right"), fewer words, our own
-  voice echoed by the caller's phone, or noise resume it where it paused, nothing lost.
+  voice echoed by the caller's phone, or noise resume it where it paused, nothing lost; words
+  too few to stop it ("Tuesday." over the end of its question) are the caller's next turn once
+  it has finished.
   (``barge_in_min_words = 0``: the pause is a stop, on time alone.)
 - Silence after the agent finished gets a re-prompt after ``turns.no_input_s``, never dead air.
 - Speculation: asr.early (the caller's words so far, at their first pause) is decided on a
@@ -137,6 +139,7 @@ class Conversation:
         self.pending: asyncio.Queue[AsrFinal] = asyncio.Queue()
         self.barge_timer: asyncio.TimerHandle | None = None
         self.paused_by: int | None = None  # the caller utterance the agent's speech is paused for
+        self.deferred: list[AsrFinal] = []  # short finals said over the agent, taken once it has finished
         self.pause_guard: asyncio.TimerHandle | None = None
         self.listening_utterance: int | None = None
         self.speaking_utterance: int | None = None  # the caller's utterance in progress (started, not stopped)
@@ -218,7 +221,11 @@ class Conversation:
                 self._arm_no_input()
                 return
             if self._too_few_words(msg.text):
-                await self._resume(f"{msg.text!r} is fewer than {self.agent.turns.barge_in_min_words} words")
+                # Too few to stop the agent, but words all the same ("Tuesday", "blue" said over
+                # the end of the question): the agent finishes, then they are the caller's turn.
+                await self._resume(f"{msg.text!r} is fewer than {self.agent.turns.barge_in_min_words} words: "
+                                   "answered once the agent has finished")
+                self.deferred.append(msg)
                 return
             if self.paused_by is not None:  # real words over the agent: it stops, theirs is the turn
                 await self.barge_in()
@@ -381,7 +388,10 @@ class Conversation:
         if self.records is not None and speaking.record_idx is not None:
             self.records.update_turn(self.call_id, speaking.record_idx, heard_text=heard if cancelled else speaking.text,
                                      interrupted=cancelled, ended_ns=time.monotonic_ns())
-        if not cancelled:
+        deferred, self.deferred = self.deferred, []
+        for final in deferred:
+            self.pending.put_nowait(final)
+        if not cancelled and not deferred:
             self._arm_no_input()
 
     # -- no input -------------------------------------------------------------------------------

@@ -189,6 +189,26 @@ def test_wait_actually_over_the_agent_stops_it_and_is_the_turn(agentd, line, san
     assert rec.turns[0].interrupted and rec.turns[1].role == "caller" and "actually" in rec.turns[1].text
 
 
+def test_one_word_over_the_agent_does_not_stop_it_and_is_answered_after(agentd, line, sandbox):
+    """Fewer words than barge_in_min_words are not a barge-in, but they are not lost either: the
+    agent finishes its sentence, then takes them as the caller's turn."""
+    line.seconds_per_char = 0.05
+    agentd()
+    line.start_call("c5e")
+    line.wait(lambda: line.calls["c5e"].says, what="the greeting to start")
+    u, start = line.caller_starts_talking("c5e")
+    time.sleep(0.5)
+    line.wait(lambda: line.calls["c5e"].pauses, timeout=2, what="a pause")
+    line.caller_stops("c5e", u, start, "Appointments.")
+    line.wait(lambda: line.calls["c5e"].resumes, timeout=3, what="the agent to go on")
+    assert len(line.calls["c5e"].turns()) == 1  # not answered over its own sentence
+    line.wait_says("c5e", 2, timeout=30)
+    assert line.calls["c5e"].cancels == []
+    assert "name" in line.calls["c5e"].agent_text()[-1].lower()  # "Appointments." started a booking
+    rec = records(sandbox).get_call("c5e")
+    assert not rec.turns[0].interrupted and rec.turns[1].role == "caller"
+
+
 def test_speech_over_the_agent_that_yields_no_words_resumes_it(agentd, line, sandbox):
     """A paused agent never stays silent: noise the recogniser drops resumes it, and so does a
     final that never comes (the pause guard)."""

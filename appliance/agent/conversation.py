@@ -49,9 +49,20 @@ TRAILING = {"and", "but", "so", "or", "because", "um", "uh", "er", "the", "a", "
 
 
 def incomplete(text: str) -> bool:
-    """Semantic end of turn, cheaply: the VAD heard silence, but the words are not done."""
+    """Semantic end of turn, cheaply: the VAD heard silence, but the words are not done. A
+    trailing function word ("my number is"), only a discourse marker ("Actually."), or the first
+    group of a phone number ("The number is 555.") is a speaker taking a breath, not an end."""
     words = _words(text)
-    return bool(words) and (words[-1] in TRAILING or text.rstrip().endswith((",", "-")))
+    if not words:
+        return False
+    if words[-1] in TRAILING or text.rstrip().endswith((",", "-")) or all(w in OPENERS for w in words):
+        return True
+    digits = sum(ch.isdigit() for ch in text)
+    return words[-1].isdigit() and 3 <= digits <= 6 and any(w in NUMBER_WORDS for w in words)
+
+
+OPENERS = {"actually", "well", "so", "um", "uh", "er", "and", "but", "also", "basically", "anyway", "like", "hmm"}
+NUMBER_WORDS = {"number", "numbers", "phone", "call", "reach", "cell", "mobile", "it's", "is"}
 
 
 class AgentIo(Protocol):

@@ -395,6 +395,9 @@ def test_incomplete_endings():
 
     assert incomplete("my number is") and incomplete("I want to book and") and incomplete("um,")
     assert not incomplete("I want to book an appointment") and not incomplete("yes") and not incomplete("")
+    assert incomplete("Actually.") and incomplete("Well, um") and not incomplete("Okay.")  # only an opener
+    assert incomplete("The number is 555.") and incomplete("It's 555 867")  # a phone number's first groups
+    assert not incomplete("My number is 555 867 5309.") and not incomplete("At 10.") and not incomplete("Room 305.")
 
 
 def test_no_reprompts_while_a_transfer_is_out_and_a_silent_pbx_means_failure(agentd, line, sandbox, booking):

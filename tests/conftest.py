@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import EXAMPLE_AGENT
+from appliance.agent.examples.clinic import EXAMPLE_AGENT
 
 # Every peer a test spawns (baresip, SIPp, Kamailio, the services) inherits this: a crash leaves
 # no core file in the checkout (one was once committed by accident).

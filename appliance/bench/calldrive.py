@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.agent.example_tools import install_example_agent
+from appliance.agent.examples.clinic import install_example_agent
 from appliance.bench.sipdrive import EventLog, Service, free_port
 from appliance.speech import wavfile
 

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..agent.example_tools import EXAMPLE_AGENT, BookingServerThread
+from ..agent.examples.clinic import EXAMPLE_AGENT, BookingServerThread
 from ..agent.records import CallRecords
 from ..config import Config
 from ..speech import wavfile

@@ -49,7 +49,7 @@ def agent_onsets(pcm: np.ndarray, rate: int, turn_ends: list[float], late_s: flo
 
 def run(config: Config, *, calls: int = 1, turns: int = 3, late_s: float = 4.0) -> dict:
     """The whole appliance in a sandbox, with ``config``'s models and backends (CPU or GPU)."""
-    from ..agent.example_tools import BookingServerThread
+    from ..agent.examples.clinic import BookingServerThread
 
     require_models(config)
     sandbox = configured_sandbox(config, agent={"default": ""})  # the sandbox has the example agent only

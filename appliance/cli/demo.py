@@ -25,7 +25,7 @@ import click
 @click.pass_context
 def demo(ctx: click.Context, keep: bool) -> None:
     """Run the whole appliance and call it from a real softphone: the conversation, live."""
-    from ..agent.example_tools import BookingServerThread, install_example_agent
+    from ..agent.examples.clinic import BookingServerThread, install_example_agent
     from ..agent.records import CallRecords
     from ..bench.callers import BookingCaller
     from ..bench.softphone import Softphone, converse

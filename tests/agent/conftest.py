@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread, install_example_agent
+from appliance.agent.examples.clinic import BookingServerThread, install_example_agent
 from appliance.bench.agentdrive import Line
 from appliance.bench.sipdrive import Service
 

@@ -88,7 +88,7 @@ def example_variant(sandbox, booking, prefix: str, *edits: tuple[str, str]) -> s
     """A copy of the example agent named ``prefix-...`` with ``edits`` (old, new) applied; its name."""
     import tomllib
 
-    from appliance.agent.example_tools import install_example_agent
+    from appliance.agent.examples.clinic import install_example_agent
 
     agents = Path(sandbox["root"]) / "agents"
     agents.mkdir(parents=True, exist_ok=True)
@@ -276,7 +276,7 @@ def test_no_speculation_for_a_tool_or_mid_sentence_words(agentd, line, sandbox):
 
 
 def test_tool_timeout_gets_a_filler_and_an_apology(agentd, line, sandbox, booking):
-    from appliance.agent.example_tools import Faults
+    from appliance.agent.examples.clinic import Faults
 
     booking.server.faults = Faults(delay_ms=5000)
     agentd()

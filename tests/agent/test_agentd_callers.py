@@ -8,7 +8,7 @@ import sqlite3
 
 from test_agentd import next_weekday, records
 
-from appliance.agent.example_tools import Faults
+from appliance.agent.examples.clinic import Faults
 
 
 def start(agentd, line, call_id: str, caller: str = "+15550001111") -> None:

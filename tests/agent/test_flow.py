@@ -485,7 +485,7 @@ def test_the_examples_tools_work_against_the_example_booking_server():
     """The flow's CallTool actions, run by the real ToolRunner against the clinic's server."""
     import asyncio
 
-    from appliance.agent.example_tools import BookingServer
+    from appliance.agent.examples.clinic import BookingServer
     from appliance.agent.tools import ToolRunner
 
     async def scenario() -> list[str]:

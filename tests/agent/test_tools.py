@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread, Faults, clinic_tools
+from appliance.agent.examples.clinic import BookingServerThread, Faults, clinic_tools
 from appliance.agent.tools import ToolResult, ToolRunner, ToolSpec, call_with_filler, check_spec, validate_args
 
 MONDAY = "2030-01-07"
@@ -443,7 +443,7 @@ def test_call_with_filler(server):
 # -- the server as a process -------------------------------------------------------------------
 def test_example_server_as_a_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    with subprocess.Popen([sys.executable, "-m", "appliance.agent.example_tools", "--port", "0",
+    with subprocess.Popen([sys.executable, "-m", "appliance.agent.examples.clinic", "--port", "0",
                            "--db", str(tmp_path / "c.sqlite")], stdout=subprocess.PIPE, text=True, env=env) as proc:
         try:
             line = proc.stdout.readline()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread
+from appliance.agent.examples.clinic import BookingServerThread
 from appliance.bench.calldrive import Appliance
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="scripts/test installs baresip")

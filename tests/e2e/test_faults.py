@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agent.example_tools import BookingServerThread, install_example_agent
+from appliance.agent.examples.clinic import BookingServerThread, install_example_agent
 from appliance.agent.records import CallRecords
 from appliance.bench.calldrive import caller_wav, start_baresip
 from appliance.bench.sipdrive import EventLog, Service, free_port

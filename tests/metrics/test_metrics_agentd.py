@@ -9,7 +9,7 @@ from pathlib import Path
 
 from metricsutil import Scrape
 
-from appliance.agent.example_tools import BookingServerThread, Faults, install_example_agent
+from appliance.agent.examples.clinic import BookingServerThread, Faults, install_example_agent
 from appliance.bench.agentdrive import Line
 from appliance.bench.sipdrive import Service
 from appliance.bus.messages import MetricsRequest, ServiceMetrics

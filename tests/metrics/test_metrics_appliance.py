@@ -19,7 +19,7 @@ import pytest
 from metricsutil import metrics_config, scrape, wait_for
 from test_dashboard import dashboard_names
 
-from appliance.agent.example_tools import BookingServerThread, install_example_agent
+from appliance.agent.examples.clinic import BookingServerThread, install_example_agent
 from appliance.bench.calldrive import caller_voice, write_ulaw_wav
 from appliance.bench.sipdrive import Service, free_port, sipp, sipp_counts
 from appliance.metrics.series import CATALOGUE, STAGES

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from talkutil import loud_frames
 
-from appliance.agent.example_tools import BookingServerThread
+from appliance.agent.examples.clinic import BookingServerThread
 from appliance.bench.calldrive import Appliance, caller_voice
 from appliance.bus.messages import AsrFinal, CallEnded, TtsFinished
 from appliance.speech import wavfile

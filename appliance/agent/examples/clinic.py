@@ -5,7 +5,7 @@ tools are exercised over a real socket, never a mock. Start it in-process
 (``async with BookingServer(db) as srv: srv.url``, or ``BookingServerThread`` from sync code)
 or as a process::
 
-    python -m appliance.agent.example_tools --port 8099 --db /tmp/clinic.sqlite
+    python -m appliance.agent.examples.clinic --port 8099 --db /tmp/clinic.sqlite
 
 (it prints ``listening on http://127.0.0.1:PORT`` once ready; ``--port 0`` picks a free one).
 
@@ -53,10 +53,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from .hours import Hours
-from .tools import ToolSpec, read_headers
+from ..hours import Hours
+from ..tools import ToolSpec, read_headers
 
-EXAMPLE_AGENT = Path(__file__).resolve().parent / "examples" / "dental-receptionist.toml"
+EXAMPLE_AGENT = Path(__file__).resolve().parent / "dental-receptionist.toml"
 _BOOKING_URL = re.compile(r'^booking_url = ".*"', re.M)
 
 
@@ -68,7 +68,7 @@ def install_example_agent(agents_dir: str | Path, booking_url: str) -> Path:
     path.write_text(text)
     return path
 
-log = logging.getLogger("appliance.example_tools")
+log = logging.getLogger("appliance.example.clinic")
 
 MAX_BODY = 64 * 1024
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -96,7 +96,7 @@ def example_hours() -> Hours:
     callers about (one source of the facts, not a copy here)."""
     import tomllib
 
-    from .definition import build
+    from ..definition import build
 
     problems: list[str] = []
     hours = build(Hours, tomllib.loads(EXAMPLE_AGENT.read_text()).get("hours", {}), "hours.", problems)
@@ -483,14 +483,14 @@ def clinic_tools(base_url: str, *, timeout_s: float = 2.0) -> list[ToolSpec]:
                  args_schema={"type": "object", "properties": {"phone": phone, "name": {"type": "string"}},
                               "required": ["phone"]}),
         ToolSpec(name="clinic_info", description="Opening hours, address or emergency advice.", kind="python",
-                 entry="appliance.agent.example_tools:clinic_info", timeout_s=timeout_s,
+                 entry="appliance.agent.examples.clinic:clinic_info", timeout_s=timeout_s,
                  args_schema={"type": "object", "properties": {"topic": {"enum": sorted(CLINIC_INFO)}},
                               "required": ["topic"]}),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m appliance.agent.example_tools",
+    parser = argparse.ArgumentParser(prog="python -m appliance.agent.examples.clinic",
                                      description="The example dental clinic's booking system (HTTP JSON API).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099, help="0 picks a free port (printed on start)")

@@ -161,9 +161,9 @@ def test_a_long_mhm_okay_or_right_over_the_agent_pauses_it_and_it_goes_on(agentd
     for n, (word, seconds) in enumerate([("Mhm.", 0.5), ("Okay.", 0.7), ("Right.", 0.4)], start=1):
         u, start = line.caller_starts_talking("c5b")
         time.sleep(seconds)
-        line.wait(lambda n=n: line.calls["c5b"].pauses >= n, timeout=2, what=f"a pause for {word!r}")
+        line.wait(lambda n=n: line.calls["c5b"].pauses >= n, timeout=5, what=f"a pause for {word!r}")
         line.caller_stops("c5b", u, start, word)
-        line.wait(lambda n=n: line.calls["c5b"].resumes >= n, timeout=2, what=f"a resume after {word!r}")
+        line.wait(lambda n=n: line.calls["c5b"].resumes >= n, timeout=5, what=f"a resume after {word!r}")
     assert line.calls["c5b"].cancels == [] and len(line.calls["c5b"].turns()) == 1
     greeting = line.calls["c5b"].says[0].turn
     line.wait(lambda: records(sandbox).get_call("c5b").turns[0].heard_text, timeout=20, what="the greeting's end")
@@ -178,7 +178,7 @@ def test_wait_actually_over_the_agent_stops_it_and_is_the_turn(agentd, line, san
     line.wait(lambda: line.calls["c5c"].says, what="the greeting to start")
     u, start = line.caller_starts_talking("c5c")
     time.sleep(0.6)
-    line.wait(lambda: line.calls["c5c"].pauses, timeout=2, what="a pause")
+    line.wait(lambda: line.calls["c5c"].pauses, timeout=5, what="a pause")
     line.caller_stops("c5c", u, start, "Wait, actually, when are you open on Saturday?")
     line.wait(lambda: line.calls["c5c"].cancels, timeout=5, what="the agent to stop")
     assert line.calls["c5c"].resumes == 0
@@ -198,7 +198,7 @@ def test_one_word_over_the_agent_does_not_stop_it_and_is_answered_after(agentd, 
     line.wait(lambda: line.calls["c5e"].says, what="the greeting to start")
     u, start = line.caller_starts_talking("c5e")
     time.sleep(0.5)
-    line.wait(lambda: line.calls["c5e"].pauses, timeout=2, what="a pause")
+    line.wait(lambda: line.calls["c5e"].pauses, timeout=5, what="a pause")
     line.caller_stops("c5e", u, start, "Appointments.")
     line.wait(lambda: line.calls["c5e"].resumes, timeout=3, what="the agent to go on")
     assert len(line.calls["c5e"].turns()) == 1  # not answered over its own sentence
@@ -218,7 +218,7 @@ def test_speech_over_the_agent_that_yields_no_words_resumes_it(agentd, line, san
     line.wait(lambda: line.calls["c5d"].says, what="the greeting to start")
     u, start = line.caller_starts_talking("c5d")
     time.sleep(0.5)
-    line.wait(lambda: line.calls["c5d"].pauses, timeout=2, what="a pause")
+    line.wait(lambda: line.calls["c5d"].pauses, timeout=5, what="a pause")
     line.caller_stops("c5d", u, start, None)  # asrd publishes no final at all
     line.wait(lambda: line.calls["c5d"].resumes, timeout=6, what="the pause guard to resume")
     assert line.calls["c5d"].cancels == []

@@ -485,7 +485,7 @@ class Recognition:
                 fut = batched
             elif job.stream is not None:
                 fut = loop.run_in_executor(self.streams, self._finish_stream, job.stream, ended.audio, timeout)
-            elif spec is not None and spec.utterance == ended.utterance and spec.voiced_frames == ended.voiced_frames:
+            elif self._speculated(call, job):
                 self.counters["speculative_hits"] += 1
                 fut = spec.future
             else:

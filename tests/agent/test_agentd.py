@@ -171,14 +171,21 @@ def test_a_long_mhm_okay_or_right_over_the_agent_pauses_it_and_it_goes_on(agentd
     assert not first.interrupted and first.heard_text == line.calls["c5b"].turns()[greeting]
 
 
+def _talk_over_the_greeting(agentd, line, call_id: str, seconds: float) -> tuple[int, int]:
+    """A call whose greeting plays slowly, and a caller who talks over it for ``seconds``: the
+    agent pauses (not stops) for them. Returns the utterance and its start, for caller_stops."""
+    agentd()
+    line.start_call(call_id)
+    line.wait(lambda: line.calls[call_id].says, what="the greeting to start")
+    u, start = line.caller_starts_talking(call_id)
+    time.sleep(seconds)
+    line.wait(lambda: line.calls[call_id].pauses, timeout=5, what="a pause")
+    return u, start
+
+
 def test_wait_actually_over_the_agent_stops_it_and_is_the_turn(agentd, line, sandbox):
     line.seconds_per_char = 0.08
-    agentd()
-    line.start_call("c5c")
-    line.wait(lambda: line.calls["c5c"].says, what="the greeting to start")
-    u, start = line.caller_starts_talking("c5c")
-    time.sleep(0.6)
-    line.wait(lambda: line.calls["c5c"].pauses, timeout=5, what="a pause")
+    u, start = _talk_over_the_greeting(agentd, line, "c5c", 0.6)
     line.caller_stops("c5c", u, start, "Wait, actually, when are you open on Saturday?")
     line.wait(lambda: line.calls["c5c"].cancels, timeout=5, what="the agent to stop")
     assert line.calls["c5c"].resumes == 0
@@ -193,12 +200,7 @@ def test_one_word_over_the_agent_does_not_stop_it_and_is_answered_after(agentd, 
     """Fewer words than barge_in_min_words are not a barge-in, but they are not lost either: the
     agent finishes its sentence, then takes them as the caller's turn."""
     line.seconds_per_char = 0.05
-    agentd()
-    line.start_call("c5e")
-    line.wait(lambda: line.calls["c5e"].says, what="the greeting to start")
-    u, start = line.caller_starts_talking("c5e")
-    time.sleep(0.5)
-    line.wait(lambda: line.calls["c5e"].pauses, timeout=5, what="a pause")
+    u, start = _talk_over_the_greeting(agentd, line, "c5e", 0.5)
     line.caller_stops("c5e", u, start, "Appointments.")
     line.wait(lambda: line.calls["c5e"].resumes, timeout=3, what="the agent to go on")
     assert len(line.calls["c5e"].turns()) == 1  # not answered over its own sentence
@@ -213,12 +215,7 @@ def test_speech_over_the_agent_that_yields_no_words_resumes_it(agentd, line, san
     """A paused agent never stays silent: noise the recogniser drops resumes it, and so does a
     final that never comes (the pause guard)."""
     line.seconds_per_char = 0.08
-    agentd()
-    line.start_call("c5d")
-    line.wait(lambda: line.calls["c5d"].says, what="the greeting to start")
-    u, start = line.caller_starts_talking("c5d")
-    time.sleep(0.5)
-    line.wait(lambda: line.calls["c5d"].pauses, timeout=5, what="a pause")
+    u, start = _talk_over_the_greeting(agentd, line, "c5d", 0.5)
     line.caller_stops("c5d", u, start, None)  # asrd publishes no final at all
     line.wait(lambda: line.calls["c5d"].resumes, timeout=6, what="the pause guard to resume")
     assert line.calls["c5d"].cancels == []

@@ -30,12 +30,12 @@ from appliance.bus.messages import (
     CallEnded,
     CallStarted,
     Dtmf,
-    Hangup,
+    CallHangup,
     Ok,
     PlayFlush,
     ServiceStatus,
     StatusRequest,
-    Transfer,
+    CallTransfer,
 )
 
 
@@ -63,7 +63,7 @@ async def until_received(pub: Publisher, sub: Subscriber, msg, timeout=5.0):
     CallStarted(call_id="c1", caller="+4930123", callee="200", headers={"User-Agent": "Asterisk"}),
     CallEnded(call_id="c1", reason="caller-hangup"),
     Dtmf(call_id="c1", digit="5", duration_ms=160),
-    Transfer(call_id="c1", target="sip:200@pbx", replaces=""),
+    CallTransfer(call_id="c1", target="sip:200@pbx", replaces=""),
     ServiceStatus(service="sipd", pid=1, state="ready", uptime_s=1.5, version="0", details={"calls": 2, "ok": True}),
 ])
 def test_every_field_survives_encode_decode(msg):
@@ -150,8 +150,8 @@ def test_control_round_trip_errors_and_deadlines(run_dir):
             raise RuntimeError("transfer target table missing")
 
         server.on(PlayFlush, flush)
-        server.on(Transfer, broken)
-        server.on(Hangup, lambda m: asyncio.sleep(10))  # a handler that hangs
+        server.on(CallTransfer, broken)
+        server.on(CallHangup, lambda m: asyncio.sleep(10))  # a handler that hangs
         server.on(Dtmf, lambda m: None)  # a buggy handler that forgets to answer
         serving = asyncio.create_task(server.serve())
         client = ControlClient(ctx, ep)
@@ -159,11 +159,11 @@ def test_control_round_trip_errors_and_deadlines(run_dir):
         reply = await client.request(PlayFlush(call_id="c9"), timeout=5)
         assert isinstance(reply, Ok) and reply.detail == "flushed" and flushed == ["c9"]
         with pytest.raises(RemoteError, match="RuntimeError: transfer target table missing"):
-            await client.request(Transfer(call_id="c9", target="sip:1@x"), timeout=5)
+            await client.request(CallTransfer(call_id="c9", target="sip:1@x"), timeout=5)
         with pytest.raises(RemoteError, match="ctl.status is not handled"):
             await client.request(StatusRequest(), timeout=5)
         with pytest.raises(BusTimeout, match="no reply to ctl.hangup"):
-            await client.request(Hangup(call_id="c9"), timeout=0.3)
+            await client.request(CallHangup(call_id="c9"), timeout=0.3)
         with pytest.raises(RemoteError, match="handler returned NoneType, not a reply message"):
             await client.request(Dtmf(call_id="c9", digit="1", duration_ms=100), timeout=5)
 
@@ -191,10 +191,10 @@ def test_request_to_a_service_that_is_down_times_out_and_is_not_delivered_later(
         ep = endpoints.control(run_dir, "ttsd")
         client = ControlClient(ctx, ep)
         with pytest.raises(BusTimeout):
-            await client.request(Hangup(call_id="old"), timeout=0.3)
+            await client.request(CallHangup(call_id="old"), timeout=0.3)
         server = ControlServer(ctx, ep)  # the service comes up afterwards
         seen = []
-        server.on(Hangup, lambda m: seen.append(m.call_id) or Ok())
+        server.on(CallHangup, lambda m: seen.append(m.call_id) or Ok())
         server.on(PlayFlush, lambda m: seen.append(m.call_id) or Ok())
         serving = asyncio.create_task(server.serve())
         await client.request(PlayFlush(call_id="new"), timeout=5)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from testutil import REPO
 
-from appliance.config.schema import SERVICES, Paths
+from appliance.config.schema import SERVICES, PathsConfig
 
 UNITS = REPO / "systemd"
 GPU_SERVICES = ("asrd", "agentd", "ttsd")
@@ -76,7 +76,7 @@ def test_sipd_is_first_up_and_last_down():
 
 
 def test_directories_match_the_config_defaults_and_survive_one_unit_stopping():
-    run, state, conf = Path(Paths().run_dir), Path(Paths().state_dir), Path("/etc/appliance/appliance.toml")
+    run, state, conf = Path(PathsConfig().run_dir), Path(PathsConfig().state_dir), Path("/etc/appliance/appliance.toml")
     for name, u in service_units().items():
         svc = u["Service"]
         assert Path("/run", svc["RuntimeDirectory"]) == run and svc["RuntimeDirectoryMode"] == "0750"
@@ -92,7 +92,7 @@ def test_directories_match_the_config_defaults_and_survive_one_unit_stopping():
 
 
 def test_sandbox_keeps_rings_and_sockets_shared_and_grants_no_capabilities():
-    assert not Paths().shm_dir.startswith(("/tmp", "/var/tmp"))  # PrivateTmp= must not split the rings
+    assert not PathsConfig().shm_dir.startswith(("/tmp", "/var/tmp"))  # PrivateTmp= must not split the rings
     for name, u in service_units().items():
         svc = u["Service"]
         for key in ("NoNewPrivileges", "PrivateTmp", "ProtectHome", "ProtectKernelTunables", "ProtectKernelModules",

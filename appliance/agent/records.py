@@ -144,7 +144,7 @@ class _Row:
 
 
 @dataclass
-class Turn(_Row):
+class TurnRecord(_Row):
     idx: int
     role: str
     text: str
@@ -183,7 +183,7 @@ class ToolCall(_Row):
 
 
 @dataclass
-class Transfer(_Row):
+class TransferRecord(_Row):
     id: int
     ts_ns: int
     updated_ns: int
@@ -197,7 +197,7 @@ class Transfer(_Row):
 
 
 @dataclass
-class Call(_Row):
+class CallRecord(_Row):
     id: str
     agent: str
     caller: str
@@ -218,10 +218,10 @@ class Call(_Row):
     goal_reached: bool | None = None
     goal_reason: str | None = None  # why it was not reached (loop, tool failure, caller hung up, ...)
     turn_count: int = 0
-    turns: list[Turn] = field(default_factory=list)       # filled by get_call only
+    turns: list[TurnRecord] = field(default_factory=list)       # filled by get_call only
     events: list[Event] = field(default_factory=list)
     tools: list[ToolCall] = field(default_factory=list)
-    transfers: list[Transfer] = field(default_factory=list)
+    transfers: list[TransferRecord] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float | None:
@@ -272,16 +272,16 @@ _CALL_COLUMNS = ("id, agent, caller, callee, started_ns, answered_ns, ended_ns, 
                  "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count")
 
 
-def _call(row: sqlite3.Row) -> Call:
+def _call(row: sqlite3.Row) -> CallRecord:
     d = dict(row)
     d["slots"] = _load(d["slots"])
     d["metrics"] = _load(d["metrics"])
     d["goal_reached"] = None if d["goal_reached"] is None else bool(d["goal_reached"])
-    return Call(**d)
+    return CallRecord(**d)
 
 
-def _turn(row: sqlite3.Row) -> Turn:
-    return Turn(idx=row["idx"], role=row["role"], text=row["text"], heard_text=row["heard_text"],
+def _turn(row: sqlite3.Row) -> TurnRecord:
+    return TurnRecord(idx=row["idx"], role=row["role"], text=row["text"], heard_text=row["heard_text"],
                 started_ns=row["started_ns"], ended_ns=row["ended_ns"], interrupted=bool(row["interrupted"]),
                 latency=_load(row["latency"]))
 
@@ -545,7 +545,7 @@ class CallRecords:
             return db.execute("DELETE FROM calls WHERE ended_at IS NOT NULL AND ended_at < ?", (cutoff,)).rowcount
 
     # -- reads ----------------------------------------------------------------------------------
-    def get_call(self, call_id: str) -> Call | None:
+    def get_call(self, call_id: str) -> CallRecord | None:
         """One call with its turns, events, tool calls and transfers (one snapshot), or None."""
         with self._read() as db:
             row = db.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (call_id,)).fetchone()
@@ -560,7 +560,7 @@ class CallRecords:
                                    args=_load(r["args"]), status=r["status"], result=_load(r["result"]),
                                    error=r["error"], duration_ms=r["duration_ms"], attempts=r["attempts"])
                           for r in db.execute("SELECT * FROM tool_calls WHERE call_id = ? ORDER BY id", (call_id,))]
-            call.transfers = [Transfer(id=r["id"], ts_ns=r["ts_ns"], updated_ns=r["updated_ns"], target=r["target"],
+            call.transfers = [TransferRecord(id=r["id"], ts_ns=r["ts_ns"], updated_ns=r["updated_ns"], target=r["target"],
                                        uri=r["uri"], kind=r["kind"], status=r["status"], sip_status=r["sip_status"],
                                        reason=r["reason"], context=_load(r["context"]))
                               for r in db.execute("SELECT * FROM transfers WHERE call_id = ? ORDER BY id", (call_id,))]
@@ -568,7 +568,7 @@ class CallRecords:
             return call
 
     def list_calls(self, limit: int = 50, since: datetime | str | None = None,
-                   outcome: str | None = None) -> list[Call]:
+                   outcome: str | None = None) -> list[CallRecord]:
         """The most recent calls first (without turns; ``turn_count`` says how many)."""
         where, params = [], []
         if since is not None:
@@ -582,13 +582,13 @@ class CallRecords:
         with self._read() as db:
             return [_call(r) for r in db.execute(sql, (*params, int(limit)))]
 
-    def open_calls(self) -> list[Call]:
+    def open_calls(self) -> list[CallRecord]:
         """Calls still in progress (oldest first): after a restart, agentd resumes or closes them."""
         with self._read() as db:
             return [_call(r) for r in db.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE outcome = 'in-progress' "
                                                  f"ORDER BY started_at, rowid")]
 
-    def conversation(self, call_id: str) -> list[Turn]:
+    def conversation(self, call_id: str) -> list[TurnRecord]:
         """The call's turns in order, to rebuild the dialogue: ``turn.spoken`` is what the other
         side got (for an agent turn cut off by barge-in, only what the caller heard)."""
         with self._read() as db:

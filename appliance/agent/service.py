@@ -16,8 +16,8 @@ from collections import deque
 from pathlib import Path
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, Expect, Hangup, Pause, PlayFlush,
-                            Prepare, Resume, Say, Speculate, Transfer)
+from ..bus.messages import (Answer, CallAnswered, CallEnded, CallStarted, Cancel, AsrExpect, CallHangup, Pause, PlayFlush,
+                            Prepare, Resume, TtsSay, Speculate, CallTransfer)
 from ..config import Config
 from ..ipc import inspect
 from ..runtime.logs import call_context
@@ -37,7 +37,7 @@ class BusIo:
         self.service, self.call_id = service, call_id
 
     async def say(self, turn: str, text: str, last: bool) -> None:
-        await self.service.request(self.service.ttsd, Say(call_id=self.call_id, turn=turn, text=text, last=last))
+        await self.service.request(self.service.ttsd, TtsSay(call_id=self.call_id, turn=turn, text=text, last=last))
 
     async def cancel_speech(self, turn: str) -> str:
         """ttsd stops writing and has sipd drop what is queued (one flush); only if ttsd does not
@@ -58,15 +58,15 @@ class BusIo:
         await self.service.request(self.service.ttsd, Resume(call_id=self.call_id, turn=turn), timeout=0.5)
 
     async def transfer(self, uri: str, headers: dict[str, str]) -> None:
-        await self.service.request(self.service.sipd, Transfer(call_id=self.call_id, target=uri, headers=headers),
+        await self.service.request(self.service.sipd, CallTransfer(call_id=self.call_id, target=uri, headers=headers),
                                    timeout=3.0)
 
     async def hangup(self, reason: str) -> None:
-        await self.service.request(self.service.sipd, Hangup(call_id=self.call_id, reason=reason))
+        await self.service.request(self.service.sipd, CallHangup(call_id=self.call_id, reason=reason))
 
     async def expect(self, slot: str, prompt: str) -> None:
         """Tell asrd what the caller is about to answer (a hint: a lost one costs nothing)."""
-        await self.service.request(self.service.asrd, Expect(call_id=self.call_id, slot=slot, prompt=prompt),
+        await self.service.request(self.service.asrd, AsrExpect(call_id=self.call_id, slot=slot, prompt=prompt),
                                    timeout=0.5)
 
 

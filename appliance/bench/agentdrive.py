@@ -22,8 +22,8 @@ import zmq
 import zmq.asyncio
 
 from appliance.bus import ControlServer, Publisher, endpoints
-from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, Hangup, Ok, Pause,
-                                    PlayFlush, Prepare, Resume, Say, Speculate, SpeechStarted, SpeechStopped, StatusRequest, Transfer, TransferProgress,
+from appliance.bus.messages import (AsrFinal, CallAnswered, CallEnded, CallStarted, Cancel, CallHangup, Ok, Pause,
+                                    PlayFlush, Prepare, Resume, TtsSay, Speculate, SpeechStarted, SpeechStopped, StatusRequest, CallTransfer, TransferProgress,
                                     TtsFinished, TtsStarted)
 from appliance.ipc import RingWriter, create_ring
 
@@ -40,7 +40,7 @@ class Spoken:
 class CallLog:
     says: list[Spoken] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
-    transfers: list[Transfer] = field(default_factory=list)
+    transfers: list[CallTransfer] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
     flushes: int = 0
     pauses: int = 0
@@ -58,7 +58,7 @@ class CallLog:
         return list(self.turns().values())
 
 
-class Line:
+class StandInLine:
     """sipd + asrd + ttsd stand-ins for one agentd, in a background event loop."""
 
     def __init__(self, run_dir: str, shm_dir: str, *, seconds_per_char: float = 0.01,
@@ -85,14 +85,14 @@ class Line:
         self.ctx = zmq.asyncio.Context()
         self.pub = {s: Publisher(self.ctx, endpoints.events(self.run_dir, s)) for s in ("sipd", "asrd", "ttsd")}
         self.ctl = {s: ControlServer(self.ctx, endpoints.control(self.run_dir, s)) for s in ("sipd", "ttsd")}
-        self.ctl["ttsd"].on(Say, self._say)
+        self.ctl["ttsd"].on(TtsSay, self._say)
         self.ctl["ttsd"].on(Cancel, self._cancel)
         self.ctl["ttsd"].on(Prepare, self._prepare)
         self.ctl["ttsd"].on(Pause, self._pause)
         self.ctl["ttsd"].on(Speculate, self._speculate)
         self.ctl["ttsd"].on(Resume, self._resume)
-        self.ctl["sipd"].on(Transfer, self._transfer)
-        self.ctl["sipd"].on(Hangup, self._hangup)
+        self.ctl["sipd"].on(CallTransfer, self._transfer)
+        self.ctl["sipd"].on(CallHangup, self._hangup)
         self.ctl["sipd"].on(PlayFlush, self._flush)
         for s in self.ctl.values():
             s.on(StatusRequest, lambda m: Ok())
@@ -113,7 +113,7 @@ class Line:
         self.prepared = list(msg.texts)  # the fixed lines agentd wants ready in ttsd's cache
         return Ok()
 
-    def _say(self, msg: Say) -> Ok:
+    def _say(self, msg: TtsSay) -> Ok:
         log = self.calls[msg.call_id]
         if msg.turn in log.heard:  # a clause of a cancelled turn: ttsd drops it
             return Ok(call_id=msg.call_id)
@@ -183,7 +183,7 @@ class Line:
             self.playing[msg.call_id] = (turn, started + time.monotonic() - since, text)
         return Ok(call_id=msg.call_id)
 
-    def _transfer(self, msg: Transfer) -> Ok:
+    def _transfer(self, msg: CallTransfer) -> Ok:
         self.calls[msg.call_id].transfers.append(msg)
         self.pub["sipd"].publish(TransferProgress(call_id=msg.call_id, status=202, reason="Accepted", final=False))
         if self.transfer_result is not None:  # None: a PBX that never reports the outcome
@@ -192,7 +192,7 @@ class Line:
                 TransferProgress(call_id=msg.call_id, status=status, reason=reason, final=True)))
         return Ok(call_id=msg.call_id)
 
-    def _hangup(self, msg: Hangup) -> Ok:
+    def _hangup(self, msg: CallHangup) -> Ok:
         self.calls[msg.call_id].hangups.append(msg.reason)
         self.loop.call_later(0.02, lambda: self.pub["sipd"].publish(CallEnded(call_id=msg.call_id, reason=msg.reason)))
         return Ok(call_id=msg.call_id)

@@ -159,7 +159,7 @@ class Moved:
 
 
 @dataclass(frozen=True)
-class Expect:
+class Expectation:
     """What must be true after the call (every field that is set)."""
 
     booked: Booked | None = None
@@ -178,7 +178,7 @@ class Script:
     path: str
     goal: str
     opening: tuple[str, ...]
-    expect: Expect
+    expect: Expectation
     rules: tuple[Rule, ...] = ()
     seeds: tuple[Seed, ...] = ()
     voice: Voice = field(default_factory=Voice)
@@ -422,7 +422,7 @@ def _voice(r: _Reader, value: Any, name: str) -> tuple[str, Voice]:
     return "custom", voice
 
 
-def _expect(r: _Reader, value: Any, goal: str, seed_ids: set[str]) -> Expect:
+def _expect(r: _Reader, value: Any, goal: str, seed_ids: set[str]) -> Expectation:
     e = r.table(value, "expect", _EXPECT)
     if not any(k in e for k in _NEEDS[goal]):
         raise r.fail(f"expect.{_NEEDS[goal][0]}", f"is required for goal = \"{goal}\""
@@ -465,7 +465,7 @@ def _expect(r: _Reader, value: Any, goal: str, seed_ids: set[str]) -> Expect:
         transfer = r.text(t, "expect.transfer") if isinstance(t, str) else False
     elif goal in ("book", "move", "cancel", "answer"):
         transfer = False  # a task the agent should do itself: handing it off is no success
-    return Expect(booked=booked, moved=moved, cancelled=seeds("cancelled") if "cancelled" in e else (),
+    return Expectation(booked=booked, moved=moved, cancelled=seeds("cancelled") if "cancelled" in e else (),
                   kept=seeds("kept") if "kept" in e else (), transfer=transfer,
                   heard=_heard(r, e["heard"]) if "heard" in e else (),
                   message=r.patterns(e["message"], "expect.message") if "message" in e else None,

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..bus.messages import AsrFinal, Say, SpeechStopped, TtsFinished, TtsStarted
+from ..bus.messages import AsrFinal, TtsSay, SpeechStopped, TtsFinished, TtsStarted
 from ..config import Config
 from ..speech import wavfile
 from .preflight import require_models
@@ -169,7 +169,7 @@ def run_tts(config: Config, *, repeat: int = 3) -> dict:
         source.start_call("bench")
         time.sleep(0.3)
         for i, sentence in enumerate(AGENT_SENTENCES * repeat):
-            reply = ttsd.control(Say(call_id="bench", turn=f"t{i}", text=sentence), timeout=5)
+            reply = ttsd.control(TtsSay(call_id="bench", turn=f"t{i}", text=sentence), timeout=5)
             if not isinstance(reply, Ok):
                 raise RuntimeError(f"ttsd refused: {reply}")
             events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == f"t{i}", timeout=30)

@@ -264,7 +264,7 @@ class Reject(Message):
 
 @control("ctl.hangup")
 @dataclass(frozen=True, kw_only=True)
-class Hangup(Message):
+class CallHangup(Message):
     reason: str = "agent-hangup"
 
 
@@ -276,7 +276,7 @@ class PlayFlush(Message):
 
 @control("ctl.transfer")
 @dataclass(frozen=True, kw_only=True)
-class Transfer(Message):
+class CallTransfer(Message):
     """Blind transfer (REFER) to ``target``; attended when ``replaces`` names a dialog.
     ``headers`` (X-... only) ride in the Refer-To URI, so the PBX's new INVITE to the human
     carries them: the hand-off context (summary, intent) reaches the receiving phone/CRM."""
@@ -307,7 +307,7 @@ class Drain(Message):
 
 @control("tts.say")
 @dataclass(frozen=True, kw_only=True)
-class Say(Message):
+class TtsSay(Message):
     """Speak ``text`` (a clause or sentence) as part of ``turn``; clauses of one turn queue in
     order. ``last`` marks the turn's final clause, so tts.finished can follow it."""
 
@@ -363,7 +363,7 @@ class Resume(Message):
 
 @control("asr.expect")
 @dataclass(frozen=True, kw_only=True)
-class Expect(Message):
+class AsrExpect(Message):
     """agentd -> asrd, after the agent asks the caller something: what the answer should be.
     The recogniser is primed with ``prompt`` (the question and the slot's vocabulary: Whisper's
     previous-text prompt) and, while a value is expected, returns its other readings (n-best)

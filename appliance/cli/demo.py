@@ -20,6 +20,8 @@ from pathlib import Path
 
 import click
 
+from .context import load_config
+
 @click.command()
 @click.option("--keep", is_flag=True, help="leave the appliance running afterwards (Ctrl-C stops it)")
 @click.pass_context
@@ -31,12 +33,11 @@ def demo(ctx: click.Context, keep: bool) -> None:
     from ..bench.softphone import Softphone, converse
     from ..bench.sipdrive import EventLog, Service, free_port
     from .liveview import LiveView
-    from .main import _load
 
     from ..bench.preflight import require_models
     from ..models.errors import ModelError
 
-    loaded = _load(ctx)
+    loaded = load_config(ctx)
     try:
         require_models(loaded)
     except ModelError as exc:

@@ -13,6 +13,7 @@ import time
 import click
 
 from . import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK
+from .context import load_config
 
 POLL_S = 0.5
 
@@ -40,9 +41,8 @@ def drain(ctx: click.Context, off: bool, wait_s: float, as_json: bool, timeout: 
     running."""
     from ..bus.messages import Drain, Ok, ServiceStatus, StatusRequest
     from ..runtime.health import NotRunning
-    from .main import _load  # main imports this module
 
-    config = _load(ctx)
+    config = load_config(ctx)
     answer = _ask(config, Drain(on=not off), timeout)
     if not isinstance(answer, Ok):
         click.echo(f"sipd: {answer}", err=True)

@@ -26,6 +26,7 @@ import click
 from ..config import SERVICES
 from ..runtime import units
 from . import EXIT_FAILED, EXIT_NOT_RUNNING
+from .context import load_config
 
 # "HH:MM:SS.mmm LEVEL   service[pid] call=ID text" (runtime/logs.py, outside journald)
 LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) (\w+)\s+([\w.-]+)\[(\d+)\] call=(\S+)")
@@ -252,7 +253,6 @@ def logs(ctx: click.Context, call_id: str | None, services: tuple[str, ...], fol
          lines: int | None, source: str, files: tuple[str, ...]) -> None:
     """The services' log lines, from systemd's journal, or from the dev supervisor's log file.
     Exit 0; 1 when the logs cannot be read; 3 when nothing runs that has a log to read."""
-    from .main import _load  # main imports this module
 
     since_at = parse_since(since) if since else None
     if lines is None and follow:
@@ -270,7 +270,7 @@ def logs(ctx: click.Context, call_id: str | None, services: tuple[str, ...], fol
         sys.exit(from_journal(argv, call_id))
     paths = list(files)
     if not paths:
-        config = _load(ctx)
+        config = load_config(ctx)
         running = running_processes(config.paths.run_dir)
         if not running:
             click.echo(f"appliancectl logs: no systemd journal for the appliance here, and nothing runs from "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..config import ConfigError, Config, default_path, load
+from ..config import ConfigError, default_path, load
 from ..config.loader import warnings as config_warnings
 from .bench import bench
 from .demo import demo
@@ -26,14 +26,7 @@ from .models import models
 from .talk import talk
 from .version import version
 from . import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_on_signals
-
-
-def _load(ctx: click.Context) -> Config:
-    try:
-        return load(ctx.obj["config"])
-    except ConfigError as exc:
-        click.echo(exc.render(), err=True)
-        sys.exit(2)
+from .context import load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +83,7 @@ def up(ctx: click.Context) -> None:
     from ..runtime.service import StartupError
     from ..runtime.supervisor import Supervisor
 
-    config = _load(ctx)
+    config = load_config(ctx)
     logs.setup("appliancectl", config.log.level)
     path = ctx.obj["config"] or os.environ.get("APPLIANCE_CONFIG")
     try:
@@ -111,7 +104,7 @@ def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
     from ..runtime import units
     from ..runtime.health import collect
 
-    config = _load(ctx)
+    config = load_config(ctx)
     health = asyncio.run(collect(config, timeout))
     unit_states = units.unit_states(list(config.services.enabled))
     if as_json:
@@ -150,7 +143,7 @@ def rings(ctx: click.Context, clean: bool, as_json: bool) -> None:
     """List the audio rings in shared memory, with the liveness of their owner and writer."""
     from ..ipc import inspect, sweep_stale
 
-    config = _load(ctx)
+    config = load_config(ctx)
     infos = inspect(config.paths.shm_dir)
     if as_json:
         removed = [str(i.path) for i in sweep_stale(config.paths.shm_dir)] if clean else []
@@ -180,7 +173,7 @@ def events(ctx: click.Context, types: tuple[str, ...], count: int, timeout: floa
 
     from ..bus import Subscriber, endpoints
 
-    config = _load(ctx)
+    config = load_config(ctx)
 
     async def follow() -> None:
         zctx = zmq.asyncio.Context()

@@ -8,12 +8,12 @@ import sys
 import click
 
 from ..config import Config
+from .context import load_config
 
 
 def _config(ctx: click.Context) -> Config:
-    from .main import _load  # main imports this module
 
-    return _load(ctx)
+    return load_config(ctx)
 
 
 @click.group()

@@ -17,6 +17,7 @@ import time
 import click
 
 from ..config import SERVICES
+from .context import load_config
 
 FILE_TAIL_S = 15.0  # with --in: how long to stay on the line after the file, to hear the answer
 
@@ -42,7 +43,6 @@ def talk(ctx: click.Context, device: str | None, list_devices: bool, mic: str | 
     from ..talk.line import list_devices as devices_text
     from ..talk.uac import CallFailed, Uac
     from ..telephony.sip.message import SipParseError
-    from .main import _load
 
     def fail(code: int, text: str) -> None:
         click.echo(f"appliancectl talk: {text}", err=True)
@@ -58,7 +58,7 @@ def talk(ctx: click.Context, device: str | None, list_devices: bool, mic: str | 
         raise click.UsageError("--out records what a file line hears: it needs --in")
     if mic and device:
         raise click.UsageError("--device and --in are two different lines: give one")
-    config = _load(ctx)
+    config = load_config(ctx)
     try:
         uac = Uac(target or default_target(config), credentials=credentials(config))
     except SipParseError as exc:

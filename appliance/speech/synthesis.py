@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
-from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, Say, Speculate, TtsFinished,
+from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, TtsSay, Speculate, TtsFinished,
                             TtsMark, TtsStarted)
 from ..config import Config
 from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
@@ -94,7 +94,7 @@ class ClauseAudio:
 
 
 @dataclass
-class Turn:
+class TurnAudio:
     turn: str
     first_say_ns: int
     text: str = ""
@@ -116,7 +116,7 @@ class CallVoice:
         self.clauses: deque[Clause] = deque()
         self.wake = asyncio.Event()
         self.texts: dict[str, str] = {}  # turn -> text said so far (for char offsets)
-        self.written: OrderedDict[str, Turn] = OrderedDict()  # in the ring, not yet finished
+        self.written: OrderedDict[str, TurnAudio] = OrderedDict()  # in the ring, not yet finished
         self.cancelled_turns: OrderedDict[str, None] = OrderedDict()
         self.playout_end_ns = 0  # when the last frame written will have been played
         self.stop = threading.Event()  # cancel: the writer and the synthesis thread stop now
@@ -126,8 +126,8 @@ class CallVoice:
         self.paused = False
         self.unpaused = asyncio.Event()
         self.unpaused.set()
-        self.recent: deque[tuple[Turn, ClauseAudio, np.ndarray]] = deque(maxlen=lead_frames + 2)  # last written
-        self.replay: deque[tuple[Turn, ClauseAudio, np.ndarray]] = deque()  # taken back by a pause, to write again
+        self.recent: deque[tuple[TurnAudio, ClauseAudio, np.ndarray]] = deque(maxlen=lead_frames + 2)  # last written
+        self.replay: deque[tuple[TurnAudio, ClauseAudio, np.ndarray]] = deque()  # taken back by a pause, to write again
 
     def queued_frames(self, now_ns: int) -> int:
         return max(0, -(-(self.playout_end_ns - now_ns) // FRAME_NS))
@@ -166,7 +166,7 @@ class Synthesis:
 
             self.backend = await asyncio.get_running_loop().run_in_executor(None, make_tts, self.config)
         log.info("voice %s ready (%d Hz)", self.backend.name, self.backend.sample_rate)
-        runtime.control.on(Say, self.on_say)
+        runtime.control.on(TtsSay, self.on_say)
         runtime.control.on(Cancel, self.on_cancel)
         runtime.control.on(Pause, self.on_pause)
         runtime.control.on(Resume, self.on_resume)
@@ -298,7 +298,7 @@ class Synthesis:
             pass
 
     # -- control --------------------------------------------------------------------------------
-    def on_say(self, msg: Say) -> Ok:
+    def on_say(self, msg: TtsSay) -> Ok:
         if not msg.turn:
             raise ValueError("tts.say needs a turn id")
         voice = self._voice(msg.call_id)
@@ -325,7 +325,7 @@ class Synthesis:
         if msg.turn and msg.turn not in voice.written and msg.turn in queued_turns:
             # Only queued, nothing of it in the ring: drop it alone, the playing turn goes on.
             voice.clauses = deque(c for c in voice.clauses if c.turn != msg.turn)
-            self._finished(voice, Turn(msg.turn, 0), heard=0, cancelled=True)
+            self._finished(voice, TurnAudio(msg.turn, 0), heard=0, cancelled=True)
             return Ok(call_id=msg.call_id, detail="")
         # Everything stops: snapshot first, so a say arriving during the flush is not mistaken for it.
         voice.stop.set()
@@ -354,7 +354,7 @@ class Synthesis:
                 spoken = text if not spoken else spoken
         for t in queued_turns:
             if t not in {x.turn for x in turns}:
-                self._finished(voice, Turn(t, 0), heard=0, cancelled=True)
+                self._finished(voice, TurnAudio(t, 0), heard=0, cancelled=True)
         self.counters["cancelled"] += 1
         voice.wake.set()
         with call_context(voice.call_id):
@@ -420,7 +420,7 @@ class Synthesis:
                 log.warning("sipd did not flush queued audio: %s", exc)
             return False
 
-    def _finished(self, voice: CallVoice, turn: Turn, *, heard: int, cancelled: bool, spoken: str | None = None) -> None:
+    def _finished(self, voice: CallVoice, turn: TurnAudio, *, heard: int, cancelled: bool, spoken: str | None = None) -> None:
         voice.written.pop(turn.turn, None)
         if cancelled:
             voice.forget_turn(turn.turn)
@@ -434,7 +434,7 @@ class Synthesis:
     # -- the speaking loop ----------------------------------------------------------------------
     async def _speak(self, voice: CallVoice) -> None:
         with call_context(voice.call_id):
-            current: Turn | None = None
+            current: TurnAudio | None = None
             while True:
                 if not voice.clauses:
                     voice.wake.clear()
@@ -446,7 +446,7 @@ class Synthesis:
                 voice.stop.clear()
                 clause = voice.clauses.popleft()
                 if current is None or current.turn != clause.turn or current.turn not in voice.written:
-                    current = voice.written.get(clause.turn) or Turn(clause.turn, clause.said_ns)
+                    current = voice.written.get(clause.turn) or TurnAudio(clause.turn, clause.said_ns)
                     if clause.turn not in voice.written:
                         voice.written[clause.turn] = current
                         self.counters["turns"] += 1
@@ -462,7 +462,7 @@ class Synthesis:
                     self._schedule_finish(voice, current, cancelled=True)
                     current = None
 
-    async def _speak_clause(self, voice: CallVoice, turn: Turn, clause: Clause) -> None:
+    async def _speak_clause(self, voice: CallVoice, turn: TurnAudio, clause: Clause) -> None:
         audio = ClauseAudio(clause.text, first=turn.frames)
         turn.clauses.append(audio)
         pending = np.zeros(0, dtype=np.int16)
@@ -479,7 +479,7 @@ class Synthesis:
             turn.last_written = True
             self._schedule_finish(voice, turn, cancelled=False)
 
-    def _schedule_finish(self, voice: CallVoice, turn: Turn, *, cancelled: bool) -> None:
+    def _schedule_finish(self, voice: CallVoice, turn: TurnAudio, *, cancelled: bool) -> None:
         """tts.finished once the turn's last frame has played (unless a cancel reports it first)."""
 
         async def later() -> None:
@@ -540,7 +540,7 @@ class Synthesis:
             if not stop.is_set():
                 yield item
 
-    async def _write_frames(self, voice: CallVoice, turn: Turn, audio: ClauseAudio, pcm: np.ndarray, *, final: bool):
+    async def _write_frames(self, voice: CallVoice, turn: TurnAudio, audio: ClauseAudio, pcm: np.ndarray, *, final: bool):
         """Write whole frames, keeping at most lead_frames ahead of playout; returns what is
         left over (less than a frame), or None when cancelled."""
         n = len(pcm) // FRAME_SAMPLES
@@ -561,7 +561,7 @@ class Synthesis:
             self._put(voice, turn, audio, pcm[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES])
         return pcm[n * FRAME_SAMPLES:] if not final else np.zeros(0, np.int16)
 
-    def _put(self, voice: CallVoice, turn: Turn, audio: ClauseAudio, frame: np.ndarray) -> None:
+    def _put(self, voice: CallVoice, turn: TurnAudio, audio: ClauseAudio, frame: np.ndarray) -> None:
         now = time.monotonic_ns()
         seq = voice.writer.write(frame, now)
         voice.recent.append((turn, audio, frame))

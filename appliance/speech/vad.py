@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config.schema import Vad as VadConfig
+from ..config.schema import VadConfig
 from ..ipc import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
 from .errors import ModelError
 

@@ -18,7 +18,7 @@ from ..telephony import sdp
 from ..telephony.sip.dialog import Dialog
 from ..telephony.sip.digest import Credentials, DigestError, answer_challenge
 from ..telephony.sip.headers import NameAddr, SipUri, Via, new_branch, new_call_id, new_tag
-from ..telephony.sip.message import Message, Request, Response, SipParseError, make_response
+from ..telephony.sip.message import SipMessage, Request, Response, SipParseError, make_response
 from ..telephony.sip.transaction import TransactionLayer, TransactionTimeout
 from ..telephony.sip.transport import Peer, SipTransport
 
@@ -237,7 +237,7 @@ class Uac:
             self._transport.close()
 
     # -- what sipd sends us -----------------------------------------------------------------
-    def _on_message(self, msg: Message, peer: Peer) -> None:
+    def _on_message(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, Response):
             if not self._layer.on_response(msg) and self.dialog is not None and msg.call_id == self.call_id \
                     and msg.cseq[1] == "INVITE" and 200 <= msg.status < 300:

@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..bus.messages import CallAnswered, CallEnded, CallHeld, TransferProgress
 from ..runtime.logs import call_context
@@ -22,8 +22,10 @@ from .sip.transaction import Reliable2xx, ServerTransaction, TransactionTimeout
 from .sip.transport import Peer
 
 if TYPE_CHECKING:
-    from .endpoint import SipEndpoint
+    from ..bus.messages import Message
+    from ..config import Config
     from .sip.dialog import Dialog
+    from .sip.transaction import TransactionLayer
 
 log = logging.getLogger("appliance.sipd")
 
@@ -48,8 +50,25 @@ def new_call_id() -> str:
     return "c" + secrets.token_hex(6)
 
 
+class CallHost(Protocol):
+    """What a call needs from the endpoint that holds it (``SipEndpoint``), handed down so that
+    call.py does not import endpoint.py, which imports it."""
+
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    layer: TransactionLayer
+    public_host: str
+    codecs: list[sdp.Codec]
+    allow: str
+    calls: dict[str, Call]
+
+    def publish(self, msg: Message) -> None: ...
+    def forget(self, call: Call) -> None: ...
+    def unconfirmed_ended(self, call: Call) -> None: ...
+
+
 class Call:
-    def __init__(self, endpoint: "SipEndpoint", invite: Request, peer: Peer, st: ServerTransaction,
+    def __init__(self, endpoint: CallHost, invite: Request, peer: Peer, st: ServerTransaction,
                  dialog: "Dialog", media, offer: sdp.SessionDescription | None):
         self.ep = endpoint
         self.id = new_call_id()

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 
-from ..bus.messages import Answer, CallStarted, Drain, Hangup, Ok, PlayFlush, Reject, SendDtmf, Transfer
+from ..bus.messages import Answer, CallStarted, Drain, CallHangup, Ok, PlayFlush, Reject, SendDtmf, CallTransfer
 from ..config import Config
 from . import sdp
 from .call import Call, session_expires_refusal
@@ -24,7 +24,7 @@ from .ports import PortPool, PortsExhausted
 from .ratelimit import RateLimiter
 from .sip.dialog import Dialog
 from .sip.headers import NameAddr, new_tag
-from .sip.message import Message, Request, Response, SipParseError, make_response
+from .sip.message import SipMessage, Request, Response, SipParseError, make_response
 from .sip.transaction import TransactionLayer
 from .sip.transport import Peer, SipTransport
 
@@ -95,9 +95,9 @@ class SipEndpoint:
         control = runtime.control
         control.on(Answer, self._ctl(lambda c, m: c.answer()))
         control.on(Reject, self._ctl(lambda c, m: c.reject(m.code, m.reason)))
-        control.on(Hangup, self._ctl(lambda c, m: c.hangup(m.reason)))
+        control.on(CallHangup, self._ctl(lambda c, m: c.hangup(m.reason)))
         control.on(PlayFlush, self._ctl(lambda c, m: c.media.flush()))
-        control.on(Transfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces, m.headers)))
+        control.on(CallTransfer, self._ctl(lambda c, m: c.transfer(m.target, m.replaces, m.headers)))
         control.on(SendDtmf, self._ctl(lambda c, m: c.media.send_dtmf(m.digits, m.duration_ms)))
         control.on(Drain, self._drain)
         if s.pipeline_timeout_s > 0:
@@ -234,7 +234,7 @@ class SipEndpoint:
         self.ports.give_back(call.media.port)
 
     # -- SIP in ------------------------------------------------------------------------------
-    def on_message(self, msg: Message, peer: Peer) -> None:
+    def on_message(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, Response):
             self._on_response(msg, peer)
             return

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.agent.examples.clinic import BookingServerThread, install_example_agent
-from appliance.bench.agentdrive import Line
+from appliance.bench.agentdrive import StandInLine
 from appliance.bench.sipdrive import Service
 
 
@@ -21,7 +21,7 @@ def booking(tmp_path):
 
 @pytest.fixture
 def line(sandbox):
-    ln = Line(sandbox["run_dir"], sandbox["shm_dir"])
+    ln = StandInLine(sandbox["run_dir"], sandbox["shm_dir"])
     yield ln
     ln.close()
 

@@ -204,7 +204,7 @@ def running(sandbox, name: str, config: str):
 
 def test_ttsd_speaks_through_the_piper_engine(on_gpu):
     from appliance.bench.speechdrive import read_all
-    from appliance.bus.messages import Say, TtsFinished
+    from appliance.bus.messages import TtsSay, TtsFinished
     from appliance.ipc import RingReader
     from appliance.speech.asr.whisper import WhisperAsr
     from appliance.speech.textnorm import for_wer
@@ -214,7 +214,7 @@ def test_ttsd_speaks_through_the_piper_engine(on_gpu):
         assert ttsd.status().details["backend"] == "piper-tensorrt"
         source.start_call("g1")
         reader = RingReader(sandbox["shm_dir"], "g1", "out")
-        ttsd.control(Say(call_id="g1", turn="t1", text="Thank you for calling Riverside Dental."))
+        ttsd.control(TtsSay(call_id="g1", turn="t1", text="Thank you for calling Riverside Dental."))
         events.collect(lambda e: isinstance(e, TtsFinished), timeout=30)
         time.sleep(0.5)
         pcm = read_all(reader)

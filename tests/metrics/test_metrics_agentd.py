@@ -10,7 +10,7 @@ from pathlib import Path
 from metricsutil import Scrape
 
 from appliance.agent.examples.clinic import BookingServerThread, Faults, install_example_agent
-from appliance.bench.agentdrive import Line
+from appliance.bench.agentdrive import StandInLine
 from appliance.bench.sipdrive import Service
 from appliance.bus.messages import MetricsRequest, ServiceMetrics
 
@@ -25,7 +25,7 @@ def test_turn_latency_tool_failures_and_outcome(sandbox, tmp_path):
     with BookingServerThread(str(tmp_path / "bookings.db")) as booking:
         booking.server.faults = Faults(delay_ms=5000)
         install_example_agent(Path(sandbox["root"]) / "agents", booking.url)
-        line = Line(sandbox["run_dir"], sandbox["shm_dir"])
+        line = StandInLine(sandbox["run_dir"], sandbox["shm_dir"])
         svc = Service(sandbox, "agentd").start()
         try:
             before = metrics(svc)

@@ -340,17 +340,17 @@ def test_what_the_agent_expects_primes_the_recogniser(service, speech_config, ca
     question and a time's words, and is asked for a second reading. The demo's caller said "At
     10 a.m., please." and unprimed base.en wrote "Attend Am, please." (seen here, most runs)."""
     from appliance.agent.understanding import extract
-    from appliance.bus.messages import Expect, Ok
+    from appliance.bus.messages import AsrExpect, Ok
 
     asrd = service("asrd")
     w = attach(asrd, calls, "primed")["primed"]
     prompt = ("And what time suits you? We have appointments from nine a.m. to five p.m. At ten a.m. Nine thirty "
               "in the morning. Two p.m.")
-    assert isinstance(asrd.control(Expect(call_id="primed", slot="time", prompt=prompt)), Ok)
+    assert isinstance(asrd.control(AsrExpect(call_id="primed", slot="time", prompt=prompt)), Ok)
     play(w, np.concatenate([SILENCE[:8000], phone_line(synthetic_speech("At 10 a.m., please.")), SILENCE]), speed=0)
     events.collect(lambda e: isinstance(e, (AsrFinal, AsrDropped)), timeout=20)
     (final,) = finals(events)
     assert extract(final.text, __import__("datetime").date(2026, 12, 7)).get("time") == "10:00", final.text
     assert isinstance(final.alternatives, list)
     with pytest.raises(Exception, match="no call"):
-        asrd.control(Expect(call_id="nobody", slot="time", prompt=prompt))
+        asrd.control(AsrExpect(call_id="nobody", slot="time", prompt=prompt))

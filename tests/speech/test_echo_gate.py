@@ -86,11 +86,11 @@ def test_nothing_is_echo_when_the_agent_is_silent(caller):
 def speech_starts(played: np.ndarray, heard: np.ndarray, echo: bool = True, lead_frames: int = 5) -> list[int]:
     """The frames at which the endpointer (WebRTC VAD, with or without the gate) starts an
     utterance while the agent plays ``played`` and the line returns ``heard``."""
-    from appliance.config.schema import Vad
+    from appliance.config.schema import VadConfig
     from appliance.speech.vad import Endpointer, Started, WebRtcVad
 
     gate = EchoGate() if echo else None
-    ep = Endpointer(Vad(), WebRtcVad(3), echo=gate)
+    ep = Endpointer(VadConfig(), WebRtcVad(3), echo=gate)
     out, starts = frames(played), []
     for j in range(min(lead_frames, len(out))):
         if gate:

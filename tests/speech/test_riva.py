@@ -18,7 +18,7 @@ pytest.importorskip("riva.client")
 from riva.client.proto import health_pb2, riva_audio_pb2  # noqa: E402
 from riva_fake import FakeRiva, dead_address  # noqa: E402
 
-from appliance.config.schema import Asr, Config, Tts  # noqa: E402
+from appliance.config.schema import AsrConfig, Config, TtsConfig  # noqa: E402
 from appliance.speech.asr.base import Transcript  # noqa: E402
 from appliance.speech.asr.riva import RivaAsr  # noqa: E402
 from appliance.speech.errors import BackendError, ModelError  # noqa: E402
@@ -119,14 +119,14 @@ def test_no_boost_context_without_words_and_endpointing_passes_through(fake):
 
 
 def test_from_config_takes_the_riva_keys():
-    cfg = Asr(backend="riva", riva_server="10.0.0.7:50051", riva_language="de-DE", boost_words=["Acme"],
+    cfg = AsrConfig(backend="riva", riva_server="10.0.0.7:50051", riva_language="de-DE", boost_words=["Acme"],
               boost_score=7.0, timeout_s=3.0)
     backend = RivaAsr.from_config(cfg)
     assert (backend.server, backend.language, backend.boost_words, backend.boost_score, backend.timeout_s) == \
         ("10.0.0.7:50051", "de-DE", ["Acme"], 7.0, 3.0)
     assert backend.name == "riva" and backend.streaming
     backend.close()
-    tts = RivaTts.from_config(Tts(backend="riva", riva_server="10.0.0.7:50051", riva_voice="English-US.Male-1",
+    tts = RivaTts.from_config(TtsConfig(backend="riva", riva_server="10.0.0.7:50051", riva_voice="English-US.Male-1",
                                   riva_language="en-GB", timeout_s=4.0))
     assert (tts.server, tts.voice, tts.language, tts.sample_rate, tts.timeout_s) == \
         ("10.0.0.7:50051", "English-US.Male-1", "en-GB", 16000, 4.0)
@@ -282,11 +282,11 @@ def test_check_passes_on_a_serving_server_and_fails_without_models(fake):
 def test_make_asr_and_make_tts_build_and_check_riva(fake):
     from appliance.speech.backends import make_asr, make_tts
 
-    config = Config(asr=Asr(backend="riva", riva_server=fake.address, timeout_s=1.0),
-                    tts=Tts(backend="riva", riva_server=fake.address, timeout_s=1.0))
+    config = Config(asr=AsrConfig(backend="riva", riva_server=fake.address, timeout_s=1.0),
+                    tts=TtsConfig(backend="riva", riva_server=fake.address, timeout_s=1.0))
     assert isinstance(make_asr(config), RivaAsr)
     assert isinstance(make_tts(config), RivaTts)
-    down = Config(asr=Asr(backend="riva", riva_server=dead_address(), timeout_s=0.5))
+    down = Config(asr=AsrConfig(backend="riva", riva_server=dead_address(), timeout_s=0.5))
     with pytest.raises(ModelError, match="not reachable"):
         make_asr(down)
 

@@ -10,7 +10,7 @@ import pytest
 from riva_fake import FakeRiva
 
 from appliance.bench.speechdrive import play, read_all, synthetic_speech
-from appliance.bus.messages import AsrFinal, AsrPartial, Say, SpeechStarted, TtsFinished
+from appliance.bus.messages import AsrFinal, AsrPartial, TtsSay, SpeechStarted, TtsFinished
 from appliance.ipc import RingReader
 
 
@@ -60,7 +60,7 @@ def test_ttsd_speaks_through_riva(service, speech_config, calls, events, riva):
 
     shm = tomllib.loads(speech_config.path.read_text())["paths"]["shm_dir"]
     reader = RingReader(shm, "r2", "out")
-    ttsd.control(Say(call_id="r2", turn="t", text="Hello there."))
+    ttsd.control(TtsSay(call_id="r2", turn="t", text="Hello there."))
     chunks, deadline = [], time.monotonic() + 15
     while not events.of(TtsFinished) and time.monotonic() < deadline:
         events.collect(timeout=0.02)

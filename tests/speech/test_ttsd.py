@@ -10,7 +10,7 @@ import pytest
 
 from appliance.bench.speechdrive import read_all
 from appliance.bus import RemoteError
-from appliance.bus.messages import Cancel, Pause, Resume, Say, Speculate, TtsFinished, TtsMark, TtsStarted
+from appliance.bus.messages import Cancel, Pause, Resume, TtsSay, Speculate, TtsFinished, TtsMark, TtsStarted
 from appliance.ipc import FRAME_NS, RingReader
 from appliance.speech.textnorm import for_wer
 
@@ -57,7 +57,7 @@ def test_text_becomes_intelligible_audio_in_the_out_ring(service, speech_config,
     ttsd = service("ttsd")
     calls.start_call("c1")
     reader = RingReader(speech_config_shm(speech_config), "c1", "out")
-    assert ttsd.control(Say(call_id="c1", turn="t1", text=GREETING)).TYPE == "reply.ok"
+    assert ttsd.control(TtsSay(call_id="c1", turn="t1", text=GREETING)).TYPE == "reply.ok"
     pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
     heard = transcribe(whisper, pcm)
     assert {"thank", "calling", "dental", "help", "today"} <= set(heard.split()), heard
@@ -77,7 +77,7 @@ def test_numbers_are_spoken_as_words(service, speech_config, calls, events, whis
     ttsd = service("ttsd")
     calls.start_call("c2")
     reader = RingReader(speech_config_shm(speech_config), "c2", "out")
-    ttsd.control(Say(call_id="c2", turn="t", text="Your total is $12.50, due at 3:30 pm."))
+    ttsd.control(TtsSay(call_id="c2", turn="t", text="Your total is $12.50, due at 3:30 pm."))
     pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
     heard = transcribe(whisper, pcm)
     assert "twelve" in heard and "fifty" in heard and "three" in heard, heard
@@ -89,7 +89,7 @@ def test_cancel_stops_within_one_frame_and_reports_what_was_heard(service, speec
     shm = speech_config_shm(speech_config)
     reader = RingReader(shm, "c3", "out")
     calls.out_readers = {"c3": reader}  # the stand-in's flush skips this reader, as sipd's does
-    ttsd.control(Say(call_id="c3", turn="long", text=LONG))
+    ttsd.control(TtsSay(call_id="c3", turn="long", text=LONG))
     played = collect_playout(reader, lambda: False, timeout=2.0)  # about 2 s heard
     reply = ttsd.control(Cancel(call_id="c3", turn="long"))
     head_at_cancel = reader.head
@@ -106,7 +106,7 @@ def test_cancel_stops_within_one_frame_and_reports_what_was_heard(service, speec
     heard = transcribe(whisper, played).split()
     assert abs(len(heard) - len(spoken)) <= 3, (heard, spoken)
     # The call goes on: the next turn speaks normally.
-    ttsd.control(Say(call_id="c3", turn="next", text="Sorry, go ahead."))
+    ttsd.control(TtsSay(call_id="c3", turn="next", text="Sorry, go ahead."))
     events.collect(lambda e: isinstance(e, TtsFinished) and e.turn == "next", timeout=15)
 
 
@@ -119,7 +119,7 @@ def test_pause_then_resume_goes_on_from_where_it_stopped(service, speech_config,
     calls.start_call("p1")
     reader = RingReader(shm, "p1", "out")
     calls.out_readers = {"p1": reader}  # sipd's flush skips what was queued, as in a call
-    ttsd.control(Say(call_id="p1", turn="long", text=LONG))
+    ttsd.control(TtsSay(call_id="p1", turn="long", text=LONG))
     before = play_out(reader, lambda: False, timeout=1.5)
     assert ttsd.control(Pause(call_id="p1", turn="long")).TYPE == "reply.ok"
     head = reader.head
@@ -136,7 +136,7 @@ def test_pause_then_resume_goes_on_from_where_it_stopped(service, speech_config,
     events.events.clear()
     calls.start_call("p2")
     reference = RingReader(shm, "p2", "out")
-    ttsd.control(Say(call_id="p2", turn="long", text=LONG))  # the same clauses, uninterrupted
+    ttsd.control(TtsSay(call_id="p2", turn="long", text=LONG))  # the same clauses, uninterrupted
     whole = collect_playout(reference, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
     assert len(first) > 8000 and len(after) > 8000  # paused mid-sentence, not at either end
     assert np.array_equal(first, whole[:len(first)])  # up to the pause: the sentence's start
@@ -151,7 +151,7 @@ def test_a_cancel_while_paused_ends_the_turn_with_what_was_heard(service, speech
     calls.start_call("p3")
     reader = RingReader(speech_config_shm(speech_config), "p3", "out")
     calls.out_readers = {"p3": reader}
-    ttsd.control(Say(call_id="p3", turn="long", text=LONG))
+    ttsd.control(TtsSay(call_id="p3", turn="long", text=LONG))
     played = play_out(reader, lambda: False, timeout=1.5)
     ttsd.control(Pause(call_id="p3", turn="long"))
     time.sleep(0.3)
@@ -171,8 +171,8 @@ def test_two_calls_get_their_own_audio(service, speech_config, calls, events, wh
     for cid in ("x", "y"):
         calls.start_call(cid)
         readers[cid] = RingReader(shm, cid, "out")
-    ttsd.control(Say(call_id="x", turn="1", text="The pharmacy opens at nine."))
-    ttsd.control(Say(call_id="y", turn="1", text="Your parcel was delivered yesterday."))
+    ttsd.control(TtsSay(call_id="x", turn="1", text="The pharmacy opens at nine."))
+    ttsd.control(TtsSay(call_id="y", turn="1", text="Your parcel was delivered yesterday."))
     done = lambda: len([e for e in events.of(TtsFinished)]) >= 2  # noqa: E731
     out = {cid: [] for cid in readers}
     deadline = time.monotonic() + 30
@@ -191,7 +191,7 @@ def test_two_calls_get_their_own_audio(service, speech_config, calls, events, wh
 def test_say_to_an_unknown_call_is_a_clear_error(service, speech_config):
     ttsd = service("ttsd")
     with pytest.raises(RemoteError, match="no live call 'nobody'"):
-        ttsd.control(Say(call_id="nobody", turn="t", text="Hello."))
+        ttsd.control(TtsSay(call_id="nobody", turn="t", text="Hello."))
     assert ttsd.status().state == "ready"
 
 
@@ -242,7 +242,7 @@ def test_prepared_lines_are_played_from_the_clause_cache_without_synthesis(servi
     assert prepared["cache_clauses"] >= 2 and prepared["cache_hits"] == 0, prepared
     calls.start_call("c9")
     reader = RingReader(speech_config_shm(speech_config), "c9", "out")
-    ttsd.control(Say(call_id="c9", turn="t1", text=GREETING))
+    ttsd.control(TtsSay(call_id="c9", turn="t1", text=GREETING))
     pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
     after = ttsd.status().details
     assert after["cache_hits"] == prepared["cache_clauses"] and after["cache_misses"] == 0, after  # nothing made anew
@@ -262,7 +262,7 @@ def test_a_speculated_answer_is_made_but_not_played_until_said(service, speech_c
     events.collect(timeout=0.05)
     assert len(read_all(reader)) == 0 and not events.of(TtsStarted)  # made, never played
     before = ttsd.status().details
-    ttsd.control(Say(call_id="s1", turn="t", text=answer))
+    ttsd.control(TtsSay(call_id="s1", turn="t", text=answer))
     pcm = collect_playout(reader, lambda: events.collect(timeout=0.01) and events.of(TtsFinished))
     after = ttsd.status().details
     assert before["speculated"] >= 1 and after["cache_misses"] == before["cache_misses"], after  # nothing made anew

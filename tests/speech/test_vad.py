@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from appliance.bench.speechdrive import frames_of, synthetic_speech
-from appliance.config.schema import Vad
+from appliance.config.schema import VadConfig
 from appliance.ipc import FRAME_NS
 from appliance.speech.vad import Ended, Endpointer, SileroVad, Started, WebRtcVad, frame_dbfs
 
@@ -50,7 +50,7 @@ def test_silero_in_a_process_of_its_own():
 
 def check_one_utterance(vad: str) -> None:
     speech = synthetic_speech(SPEECH)
-    cfg = Vad(backend=vad)
+    cfg = VadConfig(backend=vad)
     ep = Endpointer(cfg, WebRtcVad(3) if vad == "webrtc" else SileroVad(0.5))
     out = run(ep, np.concatenate([silence(1.0), speech, silence(1.0)]))
     starts, ends = [o for o in out if isinstance(o, Started)], [o for o in out if isinstance(o, Ended)]
@@ -67,13 +67,13 @@ def check_one_utterance(vad: str) -> None:
 
 def test_endpoint_waits_for_end_silence_not_a_short_pause():
     a, b = trim(synthetic_speech("Yes.")), trim(synthetic_speech("That is right."))
-    ep = Endpointer(Vad(end_silence_ms=400), WebRtcVad(3))
+    ep = Endpointer(VadConfig(end_silence_ms=400), WebRtcVad(3))
     out = run(ep, np.concatenate([silence(0.5), a, silence(0.2), b, silence(1.0)]))
     assert [type(o).__name__ for o in out] == ["Started", "Ended"]  # a 200 ms pause is not the end
 
 
 def test_early_decode_fires_once_then_end_follows():
-    ep = Endpointer(Vad(end_silence_ms=300), WebRtcVad(3), early_decode_ms=100)
+    ep = Endpointer(VadConfig(end_silence_ms=300), WebRtcVad(3), early_decode_ms=100)
     out = run(ep, np.concatenate([silence(0.5), synthetic_speech(SPEECH), silence(1.0)]))
     kinds = [type(o).__name__ for o in out]
     # An early decode at every pause of 100 ms; only the last one holds the whole utterance.
@@ -87,7 +87,7 @@ def test_silence_noise_and_hiss_never_start():
     rng = np.random.default_rng(1)
     hiss = rng.normal(0, 100, 16000 * 3).astype(np.int16)  # about -50 dBFS
     assert frame_dbfs(hiss[:320]) < -45
-    ep = Endpointer(Vad(), WebRtcVad(3))
+    ep = Endpointer(VadConfig(), WebRtcVad(3))
     assert run(ep, np.concatenate([silence(2), hiss])) == []
 
 
@@ -96,7 +96,7 @@ def test_max_length_cuts_and_goes_on():
     # 240 ms endpoint between copies, and then the first part ends on silence instead of a cut.
     said = trim(synthetic_speech(SPEECH))
     talk = np.concatenate([np.concatenate([said, silence(0.1)])] * 4)
-    ep = Endpointer(Vad(max_utterance_s=3.0), WebRtcVad(3))
+    ep = Endpointer(VadConfig(max_utterance_s=3.0), WebRtcVad(3))
     out = run(ep, np.concatenate([silence(0.3), talk, silence(1.0)]))
     ends = [o for o in out if isinstance(o, Ended)]
     assert len(ends) >= 3 and ends[0].reason == "max-length"
@@ -108,7 +108,7 @@ def test_max_length_cuts_and_goes_on():
 
 
 def test_close_mid_utterance_ends_it():
-    ep = Endpointer(Vad(), WebRtcVad(3))
+    ep = Endpointer(VadConfig(), WebRtcVad(3))
     run(ep, np.concatenate([silence(0.3), synthetic_speech(SPEECH)]))
     (ended,) = ep.close()
     assert ended.reason == "call-ended"
@@ -116,7 +116,7 @@ def test_close_mid_utterance_ends_it():
 
 
 def test_frames_of_the_wrong_size_are_refused():
-    ep = Endpointer(Vad(), WebRtcVad(3))
+    ep = Endpointer(VadConfig(), WebRtcVad(3))
     with pytest.raises(ValueError, match="320"):
         ep.push(0, 0, np.zeros(160, np.int16))
 
@@ -140,7 +140,7 @@ def ended_after(out: list, speech_end_s: float) -> tuple[str, float]:
 
 def test_a_turn_the_model_calls_complete_ends_at_the_pause_not_the_silence():
     said = trim(synthetic_speech("Tuesday"))  # one word: no pause inside it
-    cfg = Vad(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
+    cfg = VadConfig(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
     model = Verdict(0.9)
     ep = Endpointer(cfg, WebRtcVad(3), turn=model)
     out = run(ep, np.concatenate([silence(0.5), said, silence(1.5)]))
@@ -152,7 +152,7 @@ def test_a_turn_the_model_calls_complete_ends_at_the_pause_not_the_silence():
 
 def test_a_turn_the_model_calls_incomplete_waits_up_to_the_bound_and_speech_resumes_it():
     a, b = trim(synthetic_speech("I would like to book")), trim(synthetic_speech("an appointment for Tuesday."))
-    cfg = Vad(endpoint="turn-model", end_silence_ms=240, turn_pause_ms=100, turn_max_wait_ms=1000)
+    cfg = VadConfig(endpoint="turn-model", end_silence_ms=240, turn_pause_ms=100, turn_max_wait_ms=1000)
     model = Verdict(0.1)
     ep = Endpointer(cfg, WebRtcVad(3), turn=model)
     out = run(ep, np.concatenate([silence(0.5), a, silence(0.7), b, silence(2.0)]))
@@ -186,7 +186,7 @@ class SlowVerdict:
 
 def test_a_turn_model_answering_later_ends_the_turn_when_its_answer_comes():
     said = trim(synthetic_speech("Tuesday"))
-    cfg = Vad(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
+    cfg = VadConfig(endpoint="turn-model", end_silence_ms=600, turn_pause_ms=100)
     model = SlowVerdict(0.9, frames=3)  # 60 ms of model time
     ep = Endpointer(cfg, WebRtcVad(3), turn=model)
     audio = np.concatenate([silence(0.5), said, silence(1.5)])
@@ -202,7 +202,7 @@ def test_a_turn_model_answering_later_ends_the_turn_when_its_answer_comes():
 
 def test_a_failing_turn_model_leaves_the_turn_to_the_silence_endpoint():
     said = trim(synthetic_speech("Tuesday"))
-    cfg = Vad(endpoint="turn-model", end_silence_ms=300, turn_pause_ms=100)
+    cfg = VadConfig(endpoint="turn-model", end_silence_ms=300, turn_pause_ms=100)
     model = SlowVerdict(0.9, frames=2)
     ep = Endpointer(cfg, WebRtcVad(3), turn=model)
     audio = np.concatenate([silence(0.5), said, silence(1.5)])

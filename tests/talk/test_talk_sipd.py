@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from talkutil import dominant_hz, loud_frames, tone, write_wav
 
 from appliance.bench.sipdrive import EventLog, Sipd, free_port
-from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Hangup
+from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, CallHangup
 from appliance.cli.main import cli
 from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
 from appliance.speech import wavfile
@@ -114,7 +114,7 @@ def test_when_the_far_end_hangs_up_the_line_does_too(sipd, tmp_path):
     time.sleep(0.3)
     th, box = start_talk(WavLine(caller_file(tmp_path)), f"sip:agent@127.0.0.1:{sipd.port}", seconds=60)
     events.collect(until=lambda e: isinstance(e, CallAnswered), timeout=10)
-    sipd.control(Hangup(call_id=events.of(CallStarted)[0].call_id))  # as agentd ends a call
+    sipd.control(CallHangup(call_id=events.of(CallStarted)[0].call_id))  # as agentd ends a call
     th.join(20)
     assert not th.is_alive() and "error" not in box, box
     assert (box["result"].ended_by, box["result"].reason) == ("far end", "the far end hung up")

@@ -235,14 +235,14 @@ def test_a_malformed_ack_gets_no_response(sipd):
 def test_refer_and_bye_reach_a_caller_over_tcp(sipd, tmp_path):
     from sipd_harness import EventLog
 
-    from appliance.bus.messages import CallAnswered, CallEnded, Transfer
+    from appliance.bus.messages import CallAnswered, CallEnded, CallTransfer
 
     events = EventLog(sipd.run_dir)
     time.sleep(0.3)
     pbx = sipp("uac_transfer.xml", sipd.port, background=True, cwd=str(tmp_path), transport="t1",
                keys={"final_status": "200 OK"})
     events.collect(until=lambda e: isinstance(e, CallAnswered), timeout=10)
-    sipd.control(Transfer(call_id=events.of(CallAnswered)[0].call_id, target="sip:200@127.0.0.1"))
+    sipd.control(CallTransfer(call_id=events.of(CallAnswered)[0].call_id, target="sip:200@127.0.0.1"))
     events.collect(until=lambda e: isinstance(e, CallEnded), timeout=15)
     assert sipp_counts(pbx.communicate(timeout=30)[0]) == (1, 0)
     events.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sipd_harness import EventLog, Sipd, free_port, sipp, sipp_counts
 
-from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, Hangup, Transfer, TransferProgress
+from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, CallHangup, CallTransfer, TransferProgress
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="scripts/test installs sip-tester")
 
@@ -27,7 +27,7 @@ def test_blind_transfer_completes_and_the_agent_leaves_the_call(sipd, tmp_path):
     time.sleep(0.3)
     pbx = sipp("uac_transfer.xml", sipd.port, background=True, cwd=str(tmp_path), keys={"final_status": "200 OK"})
     (call,) = answered_call(events)
-    assert sipd.control(Transfer(call_id=call, target="sip:200@127.0.0.1")).call_id == call
+    assert sipd.control(CallTransfer(call_id=call, target="sip:200@127.0.0.1")).call_id == call
     events.collect(until=lambda e: isinstance(e, CallEnded), timeout=15)
     out, _ = pbx.communicate(timeout=30)
     assert sipp_counts(out) == (1, 0), out[-2000:]
@@ -43,13 +43,13 @@ def test_a_declined_transfer_is_reported_and_the_call_stays_up(sipd, tmp_path):
     pbx = sipp("uac_transfer.xml", sipd.port, background=True, cwd=str(tmp_path),
                keys={"final_status": "603 Declined"})
     (call,) = answered_call(events)
-    sipd.control(Transfer(call_id=call, target="sip:200@127.0.0.1"))
+    sipd.control(CallTransfer(call_id=call, target="sip:200@127.0.0.1"))
     events.collect(until=lambda e: isinstance(e, TransferProgress) and e.final, timeout=15)
     assert [(p.status, p.reason, p.final) for p in events.of(TransferProgress)][-1] == (603, "Declined", True)
     time.sleep(0.5)
     assert not events.of(CallEnded)  # the caller is not dropped: the agent can carry on
     assert sipd.status().details["active_calls"] == 1
-    sipd.control(Hangup(call_id=call))  # the scenario ends with our BYE
+    sipd.control(CallHangup(call_id=call))  # the scenario ends with our BYE
     events.collect(until=lambda e: isinstance(e, CallEnded), timeout=10)
     out, _ = pbx.communicate(timeout=30)
     assert sipp_counts(out) == (1, 0)
@@ -68,7 +68,7 @@ def test_attended_transfer_refers_with_replaces_naming_the_consult_call(sipd, tm
                keys={"final_status": "200 OK"}, extra=["-trace_msg", "-message_file", str(tmp_path / "pbx.log")])
     calls = answered_call(events, 2)
     caller = next(c for c in calls if c != consult_call)
-    sipd.control(Transfer(call_id=caller, target="sip:200@127.0.0.1", replaces=consult_call,
+    sipd.control(CallTransfer(call_id=caller, target="sip:200@127.0.0.1", replaces=consult_call,
                           headers={"X-Appliance-Summary": "Caller wants billing; name Ann"}))
     events.collect(until=lambda e: isinstance(e, CallEnded) and e.call_id == caller, timeout=15)
     out, _ = pbx.communicate(timeout=30)

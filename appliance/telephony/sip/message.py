@@ -145,7 +145,7 @@ def split_list(value: str) -> list[str]:
 
 
 @dataclass
-class Message:
+class SipMessage:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
@@ -180,7 +180,7 @@ class Message:
 
 
 @dataclass
-class Request(Message):
+class Request(SipMessage):
     method: str = "OPTIONS"
     uri: str = ""
 
@@ -189,7 +189,7 @@ class Request(Message):
 
 
 @dataclass
-class Response(Message):
+class Response(SipMessage):
     status: int = 200
     reason: str = "OK"
 
@@ -255,13 +255,13 @@ def _decode_head(head: bytes) -> list[str]:
     return lines
 
 
-def _parse_head(lines: list[str]) -> tuple[Message, int | None]:
+def _parse_head(lines: list[str]) -> tuple[SipMessage, int | None]:
     first = lines[0]
     if first.startswith("SIP/"):
         m = _STATUS_LINE.match(first)
         if not m:
             raise SipParseError(f"bad status line {first[:80]!r}", 0)
-        msg: Message = Response(status=int(m[1]), reason=m[2])
+        msg: SipMessage = Response(status=int(m[1]), reason=m[2])
     else:
         m = _REQUEST_LINE.match(first)
         if not m:
@@ -299,7 +299,7 @@ def _parse_head(lines: list[str]) -> tuple[Message, int | None]:
     return msg, length
 
 
-def parse(data: bytes) -> Message:
+def parse(data: bytes) -> SipMessage:
     """One message from one datagram (RFC 3261 §18.3: Content-Length optional, excess ignored)."""
     if len(data) > MAX_MESSAGE:
         raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}", 413)
@@ -334,7 +334,7 @@ class StreamFramer:
         self._buf = bytearray()
         self.pings = 0
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> list[SipMessage]:
         self._buf += data
         out = []
         while True:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .headers import Via
-from .message import Message, Request, Response, SipParseError
+from .message import SipMessage, Request, Response, SipParseError
 from .transport import Peer, SipTransport
 
 log = logging.getLogger("appliance.sip")
@@ -47,7 +47,7 @@ def server_key(req: Request) -> tuple[str, str, str]:
     return via.branch, f"{via.host}:{via.port or 5060}", method
 
 
-def client_key(msg: Message) -> tuple[str, str]:
+def client_key(msg: SipMessage) -> tuple[str, str]:
     via = Via.parse(msg.vias[0])
     return via.branch, msg.cseq[1]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .headers import Via
-from .message import MAX_MESSAGE, REASONS, Message, Request, SipParseError, StreamFramer, parse
+from .message import MAX_MESSAGE, REASONS, SipMessage, Request, SipParseError, StreamFramer, parse
 
 log = logging.getLogger("appliance.sip")
 
@@ -57,7 +57,7 @@ def _emergency_response(data: bytes, status: int, reason: str) -> bytes | None:
 
 
 class SipTransport:
-    def __init__(self, on_message: Callable[[Message, Peer], None]):
+    def __init__(self, on_message: Callable[[SipMessage, Peer], None]):
         self.on_message = on_message
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.base_events.Server | None = None
@@ -82,7 +82,7 @@ class SipTransport:
         for conn in list(self.connections.values()):
             conn.transport.close()
 
-    def send(self, msg: Message | bytes, peer: Peer) -> bool:
+    def send(self, msg: SipMessage | bytes, peer: Peer) -> bool:
         data = msg if isinstance(msg, bytes) else msg.encode()
         if peer.transport == "UDP":
             if self.udp is None or self.udp.is_closing():
@@ -118,7 +118,7 @@ class SipTransport:
             if answer is not None:
                 self.send(answer, peer)
 
-    def dispatch(self, msg: Message, peer: Peer) -> None:
+    def dispatch(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, Request):
             try:
                 top = Via.parse(msg.vias[0])

@@ -15,6 +15,7 @@ import re
 import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,7 +25,21 @@ from ..typecheck import describe, render_problems
 from .hours import Hours
 from .tools import ToolSpec, check_spec
 
-NODE_KINDS = ("collect", "confirm", "tool", "say", "transfer", "end", "llm")
+
+
+class NodeKind(StrEnum):
+    """What a flow node does; the flow dispatches on it (``match``), never on a spelling."""
+
+    COLLECT = "collect"
+    CONFIRM = "confirm"
+    TOOL = "tool"
+    SAY = "say"
+    TRANSFER = "transfer"
+    END = "end"
+    LLM = "llm"
+
+
+NODE_KINDS = tuple(NodeKind)
 ESCALATE = "escalate"  # a tool node's on_error that hands the call to escalation.target
 # Slots the understanding extracts from an utterance; a collect slot with any other name takes
 # the caller's answer word for word (a reason, a message).
@@ -85,16 +100,16 @@ class Intent:
 
 # Keys each kind of flow node takes (besides ``kind``), and those it must have.
 NODE_KEYS = {
-    "collect": ("slots", "prompts", "defaults", "reset", "keep", "next"),
-    "confirm": ("say", "yes", "no"),
-    "tool": ("tool", "args", "say_ok", "say_error", "on_error", "on_reject", "on_empty", "next", "completes"),
-    "say": ("say", "next"),
-    "transfer": ("target", "say"),
-    "end": ("say",),
-    "llm": ("instructions", "next"),
+    NodeKind.COLLECT: ("slots", "prompts", "defaults", "reset", "keep", "next"),
+    NodeKind.CONFIRM: ("say", "yes", "no"),
+    NodeKind.TOOL: ("tool", "args", "say_ok", "say_error", "on_error", "on_reject", "on_empty", "next", "completes"),
+    NodeKind.SAY: ("say", "next"),
+    NodeKind.TRANSFER: ("target", "say"),
+    NodeKind.END: ("say",),
+    NodeKind.LLM: ("instructions", "next"),
 }
-NODE_REQUIRED = {"collect": ("slots",), "confirm": ("say", "yes", "no"), "tool": ("tool",), "say": ("say",),
-                 "transfer": ("target",)}
+NODE_REQUIRED = {NodeKind.COLLECT: ("slots",), NodeKind.CONFIRM: ("say", "yes", "no"), NodeKind.TOOL: ("tool",),
+                 NodeKind.SAY: ("say",), NodeKind.TRANSFER: ("target",)}
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,10 @@ class Node:
     target: str = key("", doc="transfer: the transfer target")
     instructions: str = key("", doc="llm: what the free-form turn should do")
     id: str = field(default="", metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        if self.kind in NODE_KINDS:  # a NodeKind from here on; a bad spelling stays a string, reported
+            object.__setattr__(self, "kind", NodeKind(self.kind))
 
     @staticmethod
     def keys_for(data: dict) -> tuple[str, ...] | None:
@@ -484,7 +503,7 @@ def _cross_checks(agent: AgentDef, warnings: list[str]) -> list[str]:
         for k in missing:
             if k != "slots":  # a missing key is reported by build(); here only empty ones
                 problems.append(f"{where}.{k}: must not be empty in a {n.kind} node")
-        if n.kind == "collect" and not n.slots:
+        if n.kind is NodeKind.COLLECT and not n.slots:
             problems.append(f"{where}.slots: must list at least one slot")
         for slot in n.slots:
             if slot not in n.prompts and slot not in n.defaults:
@@ -499,9 +518,9 @@ def _cross_checks(agent: AgentDef, warnings: list[str]) -> list[str]:
         for name in ("next", "yes", "no", "on_reject", "on_empty"):
             node_ref(f"{where}.{name}", getattr(n, name))
         node_ref(f"{where}.on_error", n.on_error, allow_escalate=True)
-        if n.kind == "transfer" and n.target:
+        if n.kind is NodeKind.TRANSFER and n.target:
             target_ref(f"{where}.target", n.target)
-        if n.kind == "tool" and n.tool:
+        if n.kind is NodeKind.TOOL and n.tool:
             if n.tool not in tools:
                 problems.append(f'{where}.tool: "{n.tool}" is not a tool (tools: {", ".join(tools) or "none"})')
             else:

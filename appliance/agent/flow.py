@@ -27,7 +27,7 @@ from typing import Any
 
 from ..speech.textnorm import to_digits
 from .actions import Action, AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
-from .definition import CALLER_SLOT, ENTITY_SLOTS, ESCALATE, PLACEHOLDER, AgentDef, Intent, Node
+from .definition import CALLER_SLOT, ENTITY_SLOTS, ESCALATE, PLACEHOLDER, AgentDef, Intent, Node, NodeKind
 from .spoken import spoken, spoken_time
 from .understanding import Understanding
 from .understanding.names import likeliest
@@ -276,9 +276,9 @@ class Flow:
         if state.pending:
             slot = next(iter(state.pending))
             return "yes_no", f"Was that {_text(state.pending[slot], said=True)}? {self._vocabulary('yes_no')}"
-        if node.kind == "confirm":
+        if node.kind is NodeKind.CONFIRM:
             return "yes_no", f"{self._question(state)} {self._vocabulary('yes_no')}"
-        slot = self._missing(node, state.slots) if node.kind == "collect" else None
+        slot = self._missing(node, state.slots) if node.kind is NodeKind.COLLECT else None
         if not slot:
             return "", ""
         return slot, f"{self._question(state)} {self._vocabulary(slot)}".strip()
@@ -310,9 +310,9 @@ class Flow:
         node = self.nodes.get(state.node) if state.node else None
         if state.pending and node is not None:
             return self._read_back(state, node, u, intent)
-        if node is not None and node.kind == "collect":
+        if node is not None and node.kind is NodeKind.COLLECT:
             return self._collect(state, node, u, intent)
-        if node is not None and node.kind == "confirm":
+        if node is not None and node.kind is NodeKind.CONFIRM:
             return self._confirm(state, node, u, intent)
         return self._listening(replace(state, node=None), u, intent)
 
@@ -320,7 +320,7 @@ class Flow:
         """A tool's answer, told as it is: a taken slot is "taken", a refused value is asked for
         again by name, a system that does not answer is said so and leads to a person."""
         node = self.nodes.get(state.node) if state.node else None
-        if node is None or node.kind != "tool":
+        if node is None or node.kind is not NodeKind.TOOL:
             return state, []  # a late answer for a node we have left
         data = getattr(result, "data", None)
         if getattr(result, "ok", False):
@@ -498,7 +498,7 @@ class Flow:
         pending, state = state.pending, replace(state, pending={})
         answer = getattr(u, "yes_no", None)
         said = self._fill(node, replace(state, slots={k: v for k, v in state.slots.items() if k not in pending}), u) \
-            if node.kind == "collect" else dict(_slots(u))
+            if node.kind is NodeKind.COLLECT else dict(_slots(u))
         if "time" in pending:
             said = _with_hour(said)  # "make it eleven" again
         if said and all(said.get(k) == v for k, v in pending.items()):
@@ -511,7 +511,7 @@ class Flow:
             return self.on_utterance(state, u)  # a new value instead: that one
         if answer == "yes":
             state = self._understood(replace(state, slots={**state.slots, **pending}))
-            if node.kind == "confirm":
+            if node.kind is NodeKind.CONFIRM:
                 return self._ask(state, render(node.say, state.slots, state.result))
             return self._enter(state, node.id, resume=True)
         if answer == "no":
@@ -538,42 +538,43 @@ class Flow:
             node = self.nodes[node_id]
             state = replace(state, node=node_id)
             slots, result = state.slots, state.result
-            if node.kind == "collect":
-                if not resume:
-                    slots = {k: v for k, v in slots.items()
-                             if not (node.reset and k in node.slots and k not in node.keep)}
-                    for slot, template in node.defaults.items():
-                        value = render_arg(template, slots, result)
-                        if not slots.get(slot) and value and _valid_default(slot, value):
-                            slots[slot] = value
-                    # what the caller offered that this node or a later one uses ("under the name Peter Novak")
-                    slots.update({k: v for k, v in (offered or {}).items() if k in node.slots or k in self.collected})
-                state = replace(state, slots=slots)
-                if state.pending:  # its read-back question goes out with the reason (see _checked)
-                    return state, actions
-                if self._missing(node, slots):
-                    state, more = self._ask(state, self._question(state))
+            match node.kind:
+                case NodeKind.COLLECT:
+                    if not resume:
+                        slots = {k: v for k, v in slots.items()
+                                 if not (node.reset and k in node.slots and k not in node.keep)}
+                        for slot, template in node.defaults.items():
+                            value = render_arg(template, slots, result)
+                            if not slots.get(slot) and value and _valid_default(slot, value):
+                                slots[slot] = value
+                        # what the caller offered that this node or a later one uses ("under the name Peter Novak")
+                        slots.update({k: v for k, v in (offered or {}).items() if k in node.slots or k in self.collected})
+                    state = replace(state, slots=slots)
+                    if state.pending:  # its read-back question goes out with the reason (see _checked)
+                        return state, actions
+                    if self._missing(node, slots):
+                        state, more = self._ask(state, self._question(state))
+                        return state, actions + more
+                    node_id, resume = node.next, False
+                case NodeKind.CONFIRM:
+                    state, more = self._ask(replace(state, which_part=False), render(node.say, slots, result))
                     return state, actions + more
-                node_id, resume = node.next, False
-            elif node.kind == "confirm":
-                state, more = self._ask(replace(state, which_part=False), render(node.say, slots, result))
-                return state, actions + more
-            elif node.kind == "tool":
-                args = {k: render_arg(v, slots, result) for k, v in node.args.items()}
-                return state, actions + [CallTool(node.tool, args)]
-            elif node.kind == "transfer":
-                state, more = self._transfer(state, node.target, f"flow {node_id}",
-                                             say=render(node.say, slots, result))
-                return state, actions + more
-            elif node.kind == "end":
-                text = render(node.say, slots, result) or render(self.agent.goodbye, slots)
-                return replace(state, node=None), actions + [Say(text), Hangup("completed")]
-            elif node.kind == "llm":
-                actions.append(AskLlm(render(node.instructions, slots, result)))
-                node_id = node.next
-            else:  # say
-                actions.append(Say(render(node.say, slots, result)))
-                node_id = node.next
+                case NodeKind.TOOL:
+                    args = {k: render_arg(v, slots, result) for k, v in node.args.items()}
+                    return state, actions + [CallTool(node.tool, args)]
+                case NodeKind.TRANSFER:
+                    state, more = self._transfer(state, node.target, f"flow {node_id}",
+                                                 say=render(node.say, slots, result))
+                    return state, actions + more
+                case NodeKind.END:
+                    text = render(node.say, slots, result) or render(self.agent.goodbye, slots)
+                    return replace(state, node=None), actions + [Say(text), Hangup("completed")]
+                case NodeKind.LLM:
+                    actions.append(AskLlm(render(node.instructions, slots, result)))
+                    node_id = node.next
+                case NodeKind.SAY:
+                    actions.append(Say(render(node.say, slots, result)))
+                    node_id = node.next
         return replace(state, node=None), actions  # a loop of nodes that never wait: stop here
 
     # -- asking, and never a third time the same -------------------------------------------------------
@@ -710,7 +711,7 @@ class Flow:
 
     def _collector_for(self, slot: str, near: str) -> str | None:
         """The collect node that asks for ``slot`` on the way to node ``near``, else any."""
-        askers = [nid for nid, n in self.nodes.items() if n.kind == "collect" and slot in n.slots]
+        askers = [nid for nid, n in self.nodes.items() if n.kind is NodeKind.COLLECT and slot in n.slots]
         for nid in askers:
             seen, here = set(), self.nodes[nid].next
             while here and here not in seen and here in self.nodes:
@@ -741,8 +742,8 @@ class Flow:
         while node_id and node_id not in seen and node_id in self.nodes:
             seen.add(node_id)
             node = self.nodes[node_id]
-            if node.kind not in ("say", "llm"):
-                return node.kind == "end"
+            if node.kind not in (NodeKind.SAY, NodeKind.LLM):
+                return node.kind is NodeKind.END
             node_id = node.next
         return True
 
@@ -757,10 +758,10 @@ class Flow:
         node = self.nodes.get(state.node) if state.node else None
         if node is None:
             return ""
-        if node.kind == "collect":
+        if node.kind is NodeKind.COLLECT:
             slot = self._missing(node, state.slots)
             return render(node.prompts.get(slot, ""), state.slots, state.result) if slot else ""
-        if node.kind == "confirm":
+        if node.kind is NodeKind.CONFIRM:
             return render(node.say, state.slots, state.result)
         return ""
 
@@ -778,7 +779,7 @@ class Flow:
         return self._ask(state, question, prefix=NOT_CAUGHT)
 
     def _hands_off(self, intent: Intent) -> bool:
-        return bool(intent.transfer) or (intent.node in self.nodes and self.nodes[intent.node].kind == "transfer")
+        return bool(intent.transfer) or (intent.node in self.nodes and self.nodes[intent.node].kind is NodeKind.TRANSFER)
 
     def _asks_for_person(self, text: str) -> bool:
         words = " " + re.sub(r"[^a-z0-9']+", " ", text.lower()) + " "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .definition import AgentDef
+from .definition import AgentDef, NodeKind
 
 # Words any polite answer may use without the agent file saying them.
 COMMON = set("""
@@ -75,7 +75,7 @@ class Grounding:
 def capabilities(agent: AgentDef) -> str:
     """What the agent can do, said when a free answer is withheld."""
     tasks = [i.description for i in agent.intents if i.node and i.description
-             and agent.flow.get(i.node) is not None and agent.flow[i.node].kind != "transfer"]
+             and agent.flow.get(i.node) is not None and agent.flow[i.node].kind is not NodeKind.TRANSFER]
     topics = [k.id.replace("_", " ") for k in agent.knowledge if k.id not in ("hello",)]
     parts = []
     if tasks:

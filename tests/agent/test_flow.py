@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from appliance.agent.definition import load_agent
-from appliance.agent.flow import (AskLlm, CallTool, Flow, FlowState, Hangup, Say, TakeMessage, Transfer,
-                                  Understanding, render, render_arg)
+from appliance.agent.actions import AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
+from appliance.agent.flow import Flow, FlowState, Understanding, render, render_arg
 from appliance.agent.tools import ToolResult
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "agent" / "examples" / "dental-receptionist.toml"

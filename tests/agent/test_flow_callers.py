@@ -8,7 +8,8 @@ import datetime as dt
 
 from test_flow import AGENT, CALLER, CONNECT, Call, texts
 
-from appliance.agent.flow import AskLlm, CallTool, Flow, Hangup, Say, TakeMessage, Transfer, Understanding
+from appliance.agent.actions import AskLlm, CallTool, Hangup, Say, TakeMessage, Transfer
+from appliance.agent.flow import Flow, Understanding
 from appliance.agent.tools import ToolResult
 
 TODAY = dt.date(2026, 12, 7)  # a Monday

@@ -53,6 +53,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from ..definition import load_agent
 from ..hours import Hours
 from ..tools import ToolSpec, read_headers
 
@@ -454,39 +455,15 @@ def clinic_info(topic: str) -> dict:
     return {"topic": topic, "answer": answer}
 
 
-def clinic_tools(base_url: str, *, timeout_s: float = 2.0) -> list[ToolSpec]:
-    """The example dental clinic agent's tools against a booking server at ``base_url``."""
-    base = base_url.rstrip("/")
-    date = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "YYYY-MM-DD"}
-    time_ = {"type": "string", "pattern": r"^\d{2}:\d{2}$", "description": "HH:MM, on the hour or half hour"}
-    phone = {"type": "string", "description": "the caller's phone number"}
-    return [
-        ToolSpec(name="check_slots", description="Free 30-minute appointment slots on a day.",
-                 url=f"{base}/slots", method="GET", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"date": date, "near": time_}, "required": ["date"]}),
-        ToolSpec(name="book_appointment", description="Book an appointment in a free slot.",
-                 url=f"{base}/appointments", method="POST", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {
-                     "name": {"type": "string"}, "phone": phone, "date": date, "time": time_,
-                     "reason": {"type": "string", "description": "why they are coming, in a few words"}},
-                     "required": ["name", "phone", "date", "time"]}),
-        ToolSpec(name="move_appointment", description="Move an existing appointment to another free slot.",
-                 url=f"{base}/appointments/{{id}}/move", method="POST", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {
-                     "id": {"type": "integer"}, "date": date, "time": time_},
-                     "required": ["id", "date", "time"]}),
-        ToolSpec(name="cancel_appointment", description="Cancel an appointment.",
-                 url=f"{base}/appointments/{{id}}", method="DELETE", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}),
-        ToolSpec(name="find_appointments", description="The caller's upcoming appointments, by phone number, "
-                 "else by name.", url=f"{base}/appointments", method="GET", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"phone": phone, "name": {"type": "string"}},
-                              "required": ["phone"]}),
-        ToolSpec(name="clinic_info", description="Opening hours, address or emergency advice.", kind="python",
-                 entry="appliance.agent.examples.clinic:clinic_info", timeout_s=timeout_s,
-                 args_schema={"type": "object", "properties": {"topic": {"enum": sorted(CLINIC_INFO)}},
-                              "required": ["topic"]}),
-    ]
+def clinic_tools(base_url: str) -> list[ToolSpec]:
+    """The example agent's tools (as its agent file declares them) against a booking server at
+    ``base_url``, plus ``clinic_info``, an example of a python tool."""
+    agent = load_agent(EXAMPLE_AGENT, {"vars.booking_url": base_url.rstrip("/")})
+    info = ToolSpec(name="clinic_info", description="Opening hours, address or emergency advice.", kind="python",
+                    entry="appliance.agent.examples.clinic:clinic_info",
+                    args_schema={"type": "object", "properties": {"topic": {"enum": sorted(CLINIC_INFO)}},
+                                 "required": ["topic"]})
+    return [*agent.tools, info]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,3 +94,16 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b'[log]\nlevel = "\xe9"\n')
     with pytest.raises(ConfigError, match="cannot read"):
         load(bad)
+
+
+def test_every_speech_backend_the_config_allows_is_one_version_reports():
+    """One registry of backend names (config/backends.py): the config's choices and
+    `appliancectl version`'s list are both made from it."""
+    from appliance.cli.version import BACKENDS
+    from appliance.config.backends import AsrBackendName, TtsBackendName, VadBackendName
+    from appliance.config.schema import AsrConfig, TtsConfig, VadConfig
+
+    for kind, names, section in (("vad", VadBackendName, VadConfig), ("asr", AsrBackendName, AsrConfig),
+                                 ("tts", TtsBackendName, TtsConfig)):
+        assert tuple(section.__dataclass_fields__["backend"].metadata["choices"]) == tuple(names)
+        assert {b.name for b in BACKENDS if b.stage == kind} == set(names)

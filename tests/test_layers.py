@@ -36,3 +36,59 @@ def test_an_arrow_running_up_is_caught(tmp_path):
     config.write_text("\n".join(lines) + "\n")
     result = _lint(config)
     assert result.returncode != 0 and "BROKEN" in result.stdout and "appliance.agent" in result.stdout, result.stdout
+
+
+def test_every_part_of_the_package_is_in_a_layer():
+    """A new top-level package outside the contract would be unchecked."""
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    named = {m.strip() for layer in contract["contracts"][0]["layers"] for m in layer.split("|")}
+    parts = {f"appliance.{p.stem if p.is_file() else p.name}" for p in (ROOT / "appliance").iterdir()
+             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and not p.name.startswith("__"))}
+    assert parts <= named, f"not in any layer: {sorted(parts - named)}"
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """No import circle between modules, lazy imports included (a circle works only by luck of
+    import order, and hides which module is the lower one)."""
+    import grimp
+
+    graph = grimp.build_graph("appliance")
+    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(m: str) -> None:  # Tarjan's strongly connected components
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        for n in edges[m]:
+            if n not in index:
+                visit(n)
+                low[m] = min(low[m], low[n])
+            elif n in stack:
+                low[m] = min(low[m], index[n])
+        if low[m] == index[m]:
+            part = []
+            while True:
+                n = stack.pop()
+                part.append(n)
+                if n == m:
+                    break
+            if len(part) > 1:
+                circles.append(sorted(part))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for m in sorted(graph.modules):
+        if m not in index:
+            visit(m)
+    assert circles == []
+
+
+def test_the_configs_codec_names_are_the_registrys():
+    """config/ sits below telephony/, so it spells the codec names itself: they must agree."""
+    from appliance.config.schema import SipConfig
+    from appliance.telephony.codecs import CODECS
+
+    meta = SipConfig.__dataclass_fields__["codecs"].metadata
+    assert set(meta["each"]) == set(CODECS) and set(SipConfig().codecs) == set(CODECS)

@@ -12,16 +12,8 @@ import numpy as np
 import pytest
 from testutil import ring_agent
 
-from appliance.ipc import (
-    FRAME_SAMPLES,
-    RingError,
-    RingReader,
-    RingWriter,
-    create_ring,
-    inspect,
-    ring_path,
-    sweep_stale,
-)
+from appliance.audio import FRAME_SAMPLES
+from appliance.ipc import RingError, RingReader, RingWriter, create_ring, inspect, ring_path, sweep_stale
 
 
 def read_result(proc) -> dict:

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from ..config.loader import check_value, show
 from ..config.schema import key
-from ..typecheck import describe, render_problems
+from ..config.typecheck import describe, render_problems
 from .hours import Hours
 from .tools import ToolSpec, check_spec
 

@@ -78,7 +78,7 @@ def speak(text: str, voice: Voice) -> np.ndarray:
     then read at ``pitch`` times its rate (higher and quicker)."""
     import soxr
 
-    from ..speech.tts.base import to_ring_rate
+    from ..audio.resample import resample
 
     with _PIPER_LOCK:  # the length scale is the voice object's state while it synthesises
         piper = _piper()
@@ -86,7 +86,7 @@ def speak(text: str, voice: Voice) -> np.ndarray:
         piper.scales = base.copy()
         piper.scales[1] *= voice.length_scale
         try:
-            pcm = np.concatenate([to_ring_rate(c, piper.sample_rate) for c in piper.synthesize(text)])
+            pcm = np.concatenate([resample(c, piper.sample_rate) for c in piper.synthesize(text)])
         finally:
             piper.scales = base
     out = soxr.resample(pcm.astype(np.float32) / 32768, 16000 * voice.pitch, 8000)

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from ..ipc import FRAME_NS
+from ..audio import FRAME_NS
 
 HESITATIONS = [
     ("I'd like to book an appointment for, um,", "next Tuesday."),

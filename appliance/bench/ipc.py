@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from ..ipc import FRAME_NS, RingReader, RingWriter, create_ring
+from ..audio import FRAME_NS
+from ..ipc import RingReader, RingWriter, create_ring
 from .stats import summarize, table
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..telephony.media.g711 import G711Codec
 from ..telephony.media.g722 import G722Codec
 from ..telephony.media.jitter import JitterBuffer
-from ..telephony.media.resample import downsampler, upsampler
+from ..audio.resample import downsampler, upsampler
 from ..telephony.media.rtp import RtpPacket, parse
 
 

@@ -19,7 +19,9 @@ from functools import lru_cache
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from ..audio import SAMPLE_RATE
+from ..config.backends import AsrBackendName
+
 KINDS = ("white", "babble", "clicks", "hum", "door")
 
 BABBLE_SENTENCES = (
@@ -55,10 +57,10 @@ def _voice():
 
 @lru_cache(maxsize=16)
 def _sentence(text: str) -> np.ndarray:
-    from ..speech.tts.base import to_ring_rate
+    from ..audio.resample import resample
 
     voice = _voice()
-    return np.concatenate([to_ring_rate(c, voice.sample_rate) for c in voice.synthesize(text)])
+    return np.concatenate([resample(c, voice.sample_rate) for c in voice.synthesize(text)])
 
 
 def _babble(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -188,7 +190,7 @@ def run(config, *, seeds: int = 10, kinds: tuple[str, ...] = KINDS, min_speech_s
         }
     clips = len(rows)
     with_final = sum(bool(r["finals"]) for r in rows)
-    return {"bench": "noise", "model": config.asr.model if config.asr.backend == "whisper" else config.asr.backend,
+    return {"bench": "noise", "model": config.asr.model if config.asr.backend == AsrBackendName.WHISPER else config.asr.backend,
             "vad": config.vad.backend,
             "min_speech_share": config.asr.min_speech_share if min_speech_share is None else min_speech_share,
             "seeds": seeds, "clips": clips, "clips_with_final": with_final,

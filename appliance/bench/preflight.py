@@ -7,6 +7,7 @@ and nothing is started at all."""
 from __future__ import annotations
 
 from ..config import Config
+from ..config.backends import TTS_WITH_VOICE, VAD_WITH_MODEL, AsrBackendName
 from ..models.errors import ModelError
 
 SERVICES = ("sipd", "asrd", "ttsd", "agentd")
@@ -16,11 +17,11 @@ def models_for(config: Config, services: tuple[str, ...] = SERVICES) -> list[str
     """The manifest names ``services`` load with ``config``'s backends (sipd loads none)."""
     names = []
     if "asrd" in services:
-        if config.asr.backend == "whisper":
+        if config.asr.backend == AsrBackendName.WHISPER:
             names.append(config.asr.model)
-        if config.vad.backend in ("onnx", "tensorrt"):
+        if config.vad.backend in VAD_WITH_MODEL:
             names.append(config.vad.model)
-    if "ttsd" in services and config.tts.backend in ("piper", "tensorrt"):  # a bench timing espeak-ng is no bench
+    if "ttsd" in services and config.tts.backend in TTS_WITH_VOICE:  # a bench timing espeak-ng is no bench
         names.append(config.tts.voice)
     if "agentd" in services and config.agent.llm_model:
         names.append(config.agent.llm_model)

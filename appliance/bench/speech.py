@@ -68,7 +68,7 @@ def sandboxed(sandbox: dict, name: str) -> Iterator[tuple[Service, CallSource, E
 def phone_line(pcm: np.ndarray) -> np.ndarray:
     """16 kHz → 8 kHz → G.711 µ-law → 8 kHz → 16 kHz through sipd's own codec and resamplers."""
     from ..telephony.media.g711 import ulaw_decode, ulaw_encode
-    from ..telephony.media.resample import downsampler, upsampler
+    from ..audio.resample import downsampler, upsampler
 
     down, up = downsampler(), upsampler()
     out = []

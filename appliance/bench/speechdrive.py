@@ -19,7 +19,8 @@ import zmq.asyncio
 
 from appliance.bus import ControlServer, Publisher, endpoints
 from appliance.bus.messages import CallEnded, CallStarted, Ok, PlayFlush
-from appliance.ipc import FRAME_NS, FRAME_SAMPLES, RingReader, RingWriter, create_ring
+from appliance.audio import FRAME_NS, FRAME_SAMPLES
+from appliance.ipc import RingReader, RingWriter, create_ring
 
 
 class CallSource:
@@ -144,7 +145,7 @@ def _piper():
 def synthetic_speech(text: str) -> np.ndarray:
     """Test speech made with the Piper voice at 16 kHz (every recogniser does far worse on
     espeak's robot voice, so it would test the wrong thing)."""
-    from appliance.speech.tts.base import to_ring_rate
+    from appliance.audio.resample import resample
 
     voice = _piper()
-    return np.concatenate([to_ring_rate(c, voice.sample_rate) for c in voice.synthesize(text)])
+    return np.concatenate([resample(c, voice.sample_rate) for c in voice.synthesize(text)])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
-from ..ipc import FRAME_SAMPLES
+from ..audio import FRAME_SAMPLES
 from .stats import summarize, table
 
 SENTENCES = ["I would like to book a cleaning for next Tuesday morning, please.",

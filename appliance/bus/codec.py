@@ -7,7 +7,7 @@ import json
 import typing
 from dataclasses import fields
 
-from ..typecheck import conforms
+from ..config.typecheck import conforms
 from .messages import REGISTRY, SCHEMA_VERSION, Message
 
 MAX_PAYLOAD = 64 * 1024

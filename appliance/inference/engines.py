@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import Config
+from ..config.backends import TtsBackendName, VadBackendName
 from ..models.errors import ModelError
 from ..models.manifest import Manifest
 from ..models.store import get_manifest, load_manifests, locate, sha256_file
@@ -169,8 +170,8 @@ def inspect(config: Config, m: Manifest, target: Target, *, keep_bytes: bool = F
 
 def configured(config: Config) -> list[str]:
     """The models this config runs on TensorRT."""
-    return ([config.vad.model] if config.vad.backend == "tensorrt" else []) + \
-        ([config.tts.voice] if config.tts.backend == "tensorrt" else [])
+    return ([config.vad.model] if config.vad.backend == VadBackendName.TENSORRT else []) + \
+        ([config.tts.voice] if config.tts.backend == TtsBackendName.TENSORRT else [])
 
 
 def with_engines(config: Config, names: list[str] | None = None, *, every: bool = False) -> list[Manifest]:

@@ -1,9 +1,6 @@
 """Inter-process audio: shared-memory rings, one per call and direction (ARCHITECTURE.md)."""
 
 from .ring import (
-    FRAME_NS,
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
     Frame,
     RingError,
     RingInfo,
@@ -16,6 +13,6 @@ from .ring import (
 )
 
 __all__ = [
-    "FRAME_NS", "FRAME_SAMPLES", "SAMPLE_RATE", "Frame", "RingError", "RingInfo", "RingReader",
-    "RingWriter", "create_ring", "inspect", "ring_path", "sweep_stale",
+    "Frame", "RingError", "RingInfo", "RingReader", "RingWriter", "create_ring", "inspect", "ring_path",
+    "sweep_stale",
 ]

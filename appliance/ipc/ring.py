@@ -31,15 +31,13 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..audio import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
 from . import procid
 
 log = logging.getLogger("appliance.ipc")
 
 MAGIC = 0x41504C52494E4731  # "APLRING1"
 VERSION = 1
-SAMPLE_RATE = 16_000
-FRAME_SAMPLES = 320  # 20 ms at 16 kHz
-FRAME_NS = 20_000_000
 HEADER_WORDS = 16
 GUARD = 2  # slots kept between the writer and the oldest frame a reader may take
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..typecheck import render_problems
+from ..config.typecheck import render_problems
 
 
 class ModelError(RuntimeError):

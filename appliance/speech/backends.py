@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from ..config import Config
+from ..config.backends import TTS_WITH_VOICE, AsrBackendName, TtsBackendName, VadBackendName
 from .asr.base import AsrBackend
 from .errors import ModelError
 from .tts.base import TtsBackend
@@ -21,7 +22,7 @@ def _model_path(config: Config, name: str) -> Path:
 
 def make_asr(config: Config) -> AsrBackend:
     cfg = config.asr
-    if cfg.backend == "riva":
+    if cfg.backend == AsrBackendName.RIVA:
         from .asr.riva import RivaAsr
 
         backend = RivaAsr.from_config(cfg)
@@ -63,11 +64,11 @@ def make_turn_model(config: Config):
 def make_vad_factory(config: Config) -> VadFactory:
     cfg = config.vad
     runner = None
-    if cfg.backend == "onnx":
+    if cfg.backend == VadBackendName.ONNX:
         from ..inference.onnx_runner import OnnxRunner
 
         runner = OnnxRunner(_model_path(config, cfg.model), device=cfg.device)
-    elif cfg.backend == "tensorrt":
+    elif cfg.backend == VadBackendName.TENSORRT:
         from ..inference.engines import load_runner
 
         runner = load_runner(config, cfg.model)
@@ -88,18 +89,18 @@ def make_tts(config: Config) -> TtsBackend:
     agent can still say "please hold, transferring you" instead of going silent."""
     cfg = config.tts
     try:
-        if cfg.backend == "riva":
+        if cfg.backend == TtsBackendName.RIVA:
             from .tts.riva import RivaTts
 
             backend = RivaTts.from_config(cfg)
             if hasattr(backend, "check"):
                 backend.check()
             return backend
-        if cfg.backend in ("piper", "tensorrt"):
+        if cfg.backend in TTS_WITH_VOICE:
             from .tts.piper import PiperTts
 
             runner = None
-            if cfg.backend == "tensorrt":
+            if cfg.backend == TtsBackendName.TENSORRT:
                 from ..inference.engines import load_runner
 
                 runner = load_runner(config, cfg.voice)

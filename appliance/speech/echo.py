@@ -20,7 +20,7 @@ from collections import deque
 
 import numpy as np
 
-from ..ipc import FRAME_NS, FRAME_SAMPLES
+from ..audio import FRAME_NS, FRAME_SAMPLES
 
 HALF = FRAME_SAMPLES // 2  # compared at 8 kHz: the echo of a telephone line has no more band
 SHORT = 3  # frames in the short window

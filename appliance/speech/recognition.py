@@ -37,7 +37,8 @@ from ..bus import Subscriber, endpoints
 from ..bus.messages import (AsrDropped, AsrEarly, AsrFinal, AsrPartial, CallEnded, CallStarted, AsrExpect, Ok,
                             SpeechStarted, SpeechStopped)
 from ..config import Config
-from ..ipc import FRAME_NS, RingError, RingReader, inspect
+from ..audio import FRAME_NS
+from ..ipc import RingError, RingReader, inspect
 from ..runtime.logs import call_context
 from . import textnorm
 from .asr.base import AsrBackend, AsrStream, Hint, Transcript

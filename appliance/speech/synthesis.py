@@ -37,11 +37,13 @@ from ..bus import BusTimeout, ControlClient, RemoteError, Subscriber, endpoints
 from ..bus.messages import (CallEnded, Cancel, Ok, Pause, PlayFlush, Prepare, Resume, TtsSay, Speculate, TtsFinished,
                             TtsMark, TtsStarted)
 from ..config import Config
-from ..ipc import FRAME_NS, FRAME_SAMPLES, RingError, RingWriter, ring_path
+from ..audio import FRAME_NS, FRAME_SAMPLES
+from ..ipc import RingError, RingWriter, ring_path
 from ..runtime.logs import call_context
 from . import textnorm
 from .errors import BackendError
-from .tts.base import TtsBackend, to_ring_rate
+from ..audio.resample import resample
+from .tts.base import TtsBackend
 from .ttscache import ClauseCache
 
 log = logging.getLogger("appliance.ttsd")
@@ -240,7 +242,7 @@ class Synthesis:
             self.cache.put(key[0], key[1], fut.result())
 
     def _whole(self, text: str) -> np.ndarray:
-        chunks = [to_ring_rate(c, self.backend.sample_rate) for c in self.backend.synthesize(text)]
+        chunks = [resample(c, self.backend.sample_rate) for c in self.backend.synthesize(text)]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
     def publish(self, msg) -> None:
@@ -520,7 +522,7 @@ class Synthesis:
                         break
                     if time.monotonic() - started > timeout:
                         raise BackendError(f"synthesis took longer than {timeout} s")
-                    loop.call_soon_threadsafe(queue.put_nowait, to_ring_rate(chunk, self.backend.sample_rate))
+                    loop.call_soon_threadsafe(queue.put_nowait, resample(chunk, self.backend.sample_rate))
             except Exception as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from .errors import ModelError
 
-SAMPLE_RATE = 16000
 WINDOW = 8 * SAMPLE_RATE
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
 

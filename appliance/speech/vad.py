@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import FRAME_MS, FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
+from ..config.backends import VadBackendName
 from ..config.schema import VadConfig
-from ..ipc import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
 from .errors import ModelError
 
-FRAME_MS = FRAME_NS // 1_000_000
 START_WINDOW = 5  # frames (100 ms) in which start_ms of voiced audio makes a start
 
 
@@ -112,9 +112,9 @@ class SileroOnnxVad:
 def make_vad(cfg: VadConfig, runner=None):
     """One call's detector. ``runner``: the loaded Silero ONNX for the onnx/tensorrt backends
     (speech/backends.py make_vad_factory loads it once for every call)."""
-    if cfg.backend == "webrtc":
+    if cfg.backend == VadBackendName.WEBRTC:
         return WebRtcVad(cfg.aggressiveness)
-    if cfg.backend == "silero":
+    if cfg.backend == VadBackendName.SILERO:
         return SileroVad(cfg.threshold)
     if runner is None:
         raise ModelError(f"vad.backend = {cfg.backend} needs its model loaded first (speech.backends.make_vad_factory)")

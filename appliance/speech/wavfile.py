@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-RING_RATE = 16000  # the audio rings' rate (ARCHITECTURE.md)
+from ..audio import SAMPLE_RATE
+from ..audio.resample import resample
 
 
 class WavError(ValueError):
@@ -35,12 +36,7 @@ def read(path: str | Path) -> tuple[np.ndarray, int]:
 def read_16k(path: str | Path) -> np.ndarray:
     """Any rate and channel count as the rings' 16 kHz mono int16."""
     pcm, rate = read(path)
-    if rate == RING_RATE or not len(pcm):
-        return pcm
-    import soxr
-
-    out = soxr.resample(pcm.astype(np.float32) / 32768, rate, RING_RATE) * 32768
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+    return resample(pcm, rate, SAMPLE_RATE)
 
 
 def write(path: str | Path, pcm: np.ndarray, rate: int) -> None:

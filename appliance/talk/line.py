@@ -16,12 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
+from ..audio import FRAME_SAMPLES, SAMPLE_RATE
+from ..audio.resample import Resampler
 from ..speech import wavfile
-from ..telephony.media.resample import Resampler
 
-RATE = 16000
-FRAME = 320  # samples in 20 ms at RATE
-SILENCE = np.zeros(FRAME, dtype=np.int16)
+SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
 class LineError(RuntimeError):
@@ -56,8 +55,8 @@ class WavLine:
     def __init__(self, mic: str | Path, record: str | Path | None = None):
         self.mic_path = Path(mic)
         pcm = read_wav(self.mic_path)
-        pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME, np.int16)])
-        self._frames = pcm.reshape(-1, FRAME)
+        pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_SAMPLES, np.int16)])
+        self._frames = pcm.reshape(-1, FRAME_SAMPLES)
         self._next = 0
         self._out: wave.Wave_write | None = None
         if record is not None:
@@ -67,11 +66,11 @@ class WavLine:
                 raise LineError(f"{record}: cannot write the recording ({exc.strerror or exc})") from None
             self._out.setnchannels(1)
             self._out.setsampwidth(2)
-            self._out.setframerate(RATE)
+            self._out.setframerate(SAMPLE_RATE)
 
     @property
     def mic_seconds(self) -> float:
-        return len(self._frames) * FRAME / RATE
+        return len(self._frames) * FRAME_SAMPLES / SAMPLE_RATE
 
     @property
     def mic_done(self) -> bool:
@@ -136,8 +135,8 @@ class SoundDeviceLine:
         out_info = _device(sd, want_out, "output")
         self.input_name, self.output_name = in_info["name"], out_info["name"]
         self.in_rate, self.out_rate = int(in_info["default_samplerate"]), int(out_info["default_samplerate"])
-        self._up = Resampler(self.in_rate, RATE) if self.in_rate != RATE else None
-        self._down = Resampler(RATE, self.out_rate) if self.out_rate != RATE else None
+        self._up = Resampler(self.in_rate, SAMPLE_RATE) if self.in_rate != SAMPLE_RATE else None
+        self._down = Resampler(SAMPLE_RATE, self.out_rate) if self.out_rate != SAMPLE_RATE else None
         self._heard: collections.deque[np.ndarray] = collections.deque(maxlen=queue_frames)
         self._said: collections.deque[np.ndarray] = collections.deque(maxlen=queue_frames)
         self._in_pending = np.zeros(0, np.int16)
@@ -159,8 +158,8 @@ class SoundDeviceLine:
         if self._up is not None:
             pcm = self._up.process(pcm)
         pcm = np.concatenate([self._in_pending, pcm])
-        whole = len(pcm) // FRAME * FRAME
-        for frame in pcm[:whole].reshape(-1, FRAME):
+        whole = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
+        for frame in pcm[:whole].reshape(-1, FRAME_SAMPLES):
             self._said.append(frame.copy())
         self._in_pending = pcm[whole:]
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import FRAME_SAMPLES
 from ..telephony import sdp
 from ..telephony.media.jitter import JitterBuffer
 from ..telephony.media.pacer import Pacer
 from ..telephony.media.rtp import RtpError, RtpPacket
-from ..telephony.media.session import _Codec as Codec  # sipd's codec + 16 kHz resampler pair
-from .line import FRAME, SILENCE, Line
+from ..telephony.codecs import LineCoder
+from .line import SILENCE, Line
 
 
 @dataclass
@@ -59,8 +60,8 @@ class RtpLeg:
         """Move audio between the line and the far end until cancelled."""
         self.neg = neg
         self._remote = (neg.remote_address, neg.remote_port)
-        codec = Codec(neg.codec.name)
-        self._jitter = JitterBuffer(clock_rate=8000, frame_samples=160)
+        codec = LineCoder(neg.codec)
+        self._jitter = JitterBuffer(clock_rate=neg.codec.clock_rate, frame_samples=neg.codec.timestamp_step())
         seq, ts, ssrc = (int.from_bytes(np.random.bytes(n), "big") for n in (2, 4, 4))
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -78,12 +79,12 @@ class RtpLeg:
                         self.stats.sent += 1
                     except OSError:  # the far end went away: its BYE (or our timer) ends the call
                         pass
-                seq, ts = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF
+                seq, ts = (seq + 1) & 0xFFFF, (ts + neg.codec.timestamp_step()) & 0xFFFFFFFF
                 line.write(self._heard(codec))
         finally:
             self._loop.remove_reader(self.sock.fileno())
 
-    def _heard(self, codec: Codec) -> np.ndarray:
+    def _heard(self, codec: LineCoder) -> np.ndarray:
         payload, status = self._jitter.pop(time.monotonic_ns())
         if payload is None:
             self.stats.lost += status == "lost"
@@ -94,7 +95,7 @@ class RtpLeg:
                 np.concatenate([pcm, np.zeros(codec.frame - len(pcm), np.int16)])
         self.stats.heard_frames += 1
         frame = codec.to16(pcm)
-        return frame if len(frame) == FRAME else SILENCE
+        return frame if len(frame) == FRAME_SAMPLES else SILENCE
 
     def _on_readable(self) -> None:
         for _ in range(64):

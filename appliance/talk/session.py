@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass
 
 from ..telephony import sdp
+from ..telephony.codecs import G722, PCMU
 from .line import Line
 from .media import RtpLeg, RtpStats
 from .uac import CallFailed, Uac
 
 # What we offer for each --codec: the chosen one first, the other as a fallback sipd may pick.
-OFFERS = {"g722": (sdp.G722, sdp.PCMU), "pcmu": (sdp.PCMU, sdp.G722)}
+OFFERS = {"g722": (G722, PCMU), "pcmu": (PCMU, G722)}
 
 
 @dataclass

@@ -15,6 +15,7 @@ import socket
 from typing import Callable, Sequence
 
 from ..telephony import sdp
+from ..telephony.codecs import Codec
 from ..telephony.sip.dialog import Dialog
 from ..telephony.sip.digest import Credentials, DigestError, answer_challenge
 from ..telephony.sip.headers import NameAddr, SipUri, Via, new_branch, new_call_id, new_tag
@@ -117,7 +118,7 @@ class Uac:
         return f"<sip:{self.user}@{host}:{self._transport.local_port}>"
 
     # -- the call ---------------------------------------------------------------------------
-    async def invite(self, rtp_port: int, codecs: Sequence[sdp.Codec]) -> sdp.Negotiated:
+    async def invite(self, rtp_port: int, codecs: Sequence[Codec]) -> sdp.Negotiated:
         """Ring the target with an offer of ``codecs`` (in order) and telephone-event; returns
         what was agreed once answered and ACKed, else raises CallFailed. Cancelling the task
         while it rings sends CANCEL (and hangs up at once if the answer crossed it)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..bus.messages import CallAnswered, CallEnded, CallHeld, TransferProgress
 from ..runtime.logs import call_context
 from . import sdp
+from .codecs import Codec
 from .sip.message import Request, Response, make_response
 from .sip.transaction import Reliable2xx, ServerTransaction, TransactionTimeout
 from .sip.transport import Peer
@@ -58,7 +59,7 @@ class CallHost(Protocol):
     loop: asyncio.AbstractEventLoop
     layer: TransactionLayer
     public_host: str
-    codecs: list[sdp.Codec]
+    codecs: list[Codec]
     allow: str
     calls: dict[str, Call]
 

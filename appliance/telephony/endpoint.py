@@ -17,7 +17,7 @@ from collections import deque
 
 from ..bus.messages import Answer, CallStarted, Drain, CallHangup, Ok, PlayFlush, Reject, SendDtmf, CallTransfer
 from ..config import Config
-from . import sdp
+from . import codecs, sdp
 from .call import Call, session_expires_refusal
 from .media.session import MediaClock, MediaSession
 from .ports import PortPool, PortsExhausted
@@ -46,7 +46,7 @@ class SipEndpoint:
         self.config = config
         s = config.sip
         self.public_host = s.advertised_host
-        self.codecs = [{"PCMU": sdp.PCMU, "PCMA": sdp.PCMA, "G722": sdp.G722}[c] for c in s.codecs]
+        self.codecs = [codecs.by_name(c) for c in s.codecs]
         self.allow = ALLOW
         self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]
         self.trunk_nets = [ipaddress.ip_network(a, strict=False) for a in s.trunks]

@@ -19,6 +19,7 @@ import wave
 
 import numpy as np
 
+from ..audio.resample import resample
 from ..bus import BusTimeout, ControlClient, RemoteError, endpoints
 from ..bus.messages import StatusRequest
 
@@ -35,28 +36,20 @@ def load_message(path: str) -> np.ndarray:
             rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
             if w.getnchannels() != 1 or w.getsampwidth() != 2:
                 raise ValueError(f"sip.fallback_message {path}: must be mono 16-bit PCM")
-        return _to16k(pcm, rate)
+        return resample(pcm, rate)
     espeak = shutil.which("espeak-ng")
     if espeak:
         try:
             out = subprocess.run([espeak, "-v", "en-us", "--stdout", DEFAULT_MESSAGE], capture_output=True,
                                  timeout=10, check=True).stdout
             with wave.open(io.BytesIO(out)) as w:
-                return _to16k(np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate())
+                return resample(np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate())
         except (OSError, subprocess.SubprocessError, wave.Error) as exc:
             log.warning("espeak-ng could not render the fallback message (%s): beeps instead", exc)
     t = np.arange(int(0.3 * 16000)) / 16000
     beep = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     gap = np.zeros(4800, np.int16)
     return np.concatenate([beep, gap, beep, gap, beep])
-
-
-def _to16k(pcm: np.ndarray, rate: int) -> np.ndarray:
-    if rate == 16000:
-        return pcm.astype(np.int16)
-    import soxr
-
-    return (np.clip(soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000), -1, 1) * 32767).astype(np.int16)
 
 
 class PipelineWatch:

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+from .codecs import SUPPORTED, Codec
+
 MAX_SIZE = 16 * 1024  # bytes
 MAX_LINES = 200
 MAX_MEDIA = 20
@@ -58,18 +60,6 @@ class NoCommonCodec(SdpError):
     """Nothing in the offer we can accept (codec or transport): answer 488 Not Acceptable Here."""
 
 
-@dataclass(frozen=True)
-class Codec:
-    name: str  # as written in a=rtpmap
-    payload_type: int  # static pt; the offered pt once negotiated
-    clock_rate: int  # RTP timestamp rate
-    sample_rate: int  # audio rate (G.722: 16 kHz audio on an 8 kHz RTP clock, RFC 3551 §4.5.2)
-
-
-PCMU = Codec("PCMU", 0, 8000, 8000)
-PCMA = Codec("PCMA", 8, 8000, 8000)
-G722 = Codec("G722", 9, 8000, 16000)
-SUPPORTED = (PCMU, PCMA, G722)
 
 
 @dataclass(frozen=True)
@@ -481,7 +471,7 @@ def offer(*, local_address: str, local_port: int, session_id: int, session_versi
 
 
 __all__ = [
-    "SdpError", "NoCommonCodec", "Codec", "PCMU", "PCMA", "G722", "SUPPORTED",
+    "SdpError", "NoCommonCodec",
     "TELEPHONE_EVENT_NAME", "MediaDescription", "SessionDescription", "Negotiated", "parse",
     "negotiate", "answer", "offer",
 ]

@@ -12,7 +12,7 @@ from appliance.bench import noise
 from appliance.bench.speech import phone_line
 from appliance.bench.speechdrive import play, synthetic_speech
 from appliance.bus.messages import AsrDropped, AsrEarly, AsrFinal, SpeechStarted, SpeechStopped
-from appliance.ipc import FRAME_NS
+from appliance.audio import FRAME_NS
 from appliance.speech.textnorm import for_wer
 
 BOOKING = "I would like to book an appointment for Tuesday morning."

@@ -9,7 +9,7 @@ import soxr
 
 from appliance.bench.calldrive import caller_voice
 from appliance.bench.speechdrive import synthetic_speech
-from appliance.ipc import FRAME_NS, FRAME_SAMPLES
+from appliance.audio import FRAME_NS, FRAME_SAMPLES
 from appliance.speech.echo import EchoGate
 from appliance.telephony.media.g711 import ulaw_decode, ulaw_encode
 

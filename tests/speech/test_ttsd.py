@@ -11,7 +11,8 @@ import pytest
 from appliance.bench.speechdrive import read_all
 from appliance.bus import RemoteError
 from appliance.bus.messages import Cancel, Pause, Resume, TtsSay, Speculate, TtsFinished, TtsMark, TtsStarted
-from appliance.ipc import FRAME_NS, RingReader
+from appliance.audio import FRAME_NS
+from appliance.ipc import RingReader
 from appliance.speech.textnorm import for_wer
 
 GREETING = "Thank you for calling Riverside Dental. How can I help you today?"

@@ -7,7 +7,7 @@ import pytest
 
 from appliance.bench.speechdrive import frames_of, synthetic_speech
 from appliance.config.schema import VadConfig
-from appliance.ipc import FRAME_NS
+from appliance.audio import FRAME_NS
 from appliance.speech.vad import Ended, Endpointer, SileroVad, Started, WebRtcVad, frame_dbfs
 
 SPEECH = "Please put me through to the accounts department."

@@ -16,7 +16,8 @@ from talkutil import dominant_hz, rms, tone, write_wav
 
 from appliance.cli.main import cli
 from appliance.speech import wavfile
-from appliance.talk.line import FRAME, LineError, SoundDeviceLine, WavLine
+from appliance.audio import FRAME_SAMPLES as FRAME
+from appliance.talk.line import LineError, SoundDeviceLine, WavLine
 
 
 def test_a_wav_of_any_rate_is_said_as_16khz_frames_then_silence_and_what_is_heard_is_recorded(tmp_path):

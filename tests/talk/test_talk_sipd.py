@@ -21,7 +21,8 @@ from talkutil import dominant_hz, loud_frames, tone, write_wav
 from appliance.bench.sipdrive import EventLog, Sipd, free_port
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted, CallHangup
 from appliance.cli.main import cli
-from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
+from appliance.audio import FRAME_SAMPLES
+from appliance.ipc import RingReader, RingWriter
 from appliance.speech import wavfile
 from appliance.talk.line import WavLine
 from appliance.talk.session import talk

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from appliance.telephony.codecs import G722, PCMA, PCMU
 from appliance.telephony.sdp import (
-    G722, PCMA, PCMU, Codec, MediaDescription, NoCommonCodec, SdpError, SessionDescription,
+    MediaDescription, NoCommonCodec, SdpError, SessionDescription,
     answer, negotiate, offer, parse,
 )
 
@@ -174,12 +176,12 @@ def test_dynamic_and_remapped_payload_types_match_by_name_case_insensitively():
     s = parse(sdp("m=audio 4000 RTP/AVP 97 100\r\na=rtpmap:97 pcmu/8000\r\n"
                   "a=rtpmap:100 Telephone-Event/8000\r\n"))
     neg = negotiate(s)
-    assert neg.codec == Codec("PCMU", 97, 8000, 8000) and neg.dtmf_payload_type == 100
+    assert neg.codec == replace(PCMU, payload_type=97) and neg.dtmf_payload_type == 100
     # An rtpmap for a static number decides what it is; wideband DTMF is not ours.
     s = parse(sdp("m=audio 4000 RTP/AVP 0 8 102 101\r\na=rtpmap:0 PCMA/8000\r\n"
                   "a=rtpmap:102 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n"))
     neg = negotiate(s)
-    assert neg.codec == Codec("PCMA", 0, 8000, 8000)
+    assert neg.codec == replace(PCMA, payload_type=0)
     assert neg.dtmf_payload_type == 101
 
 

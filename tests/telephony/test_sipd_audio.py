@@ -12,7 +12,8 @@ import pytest
 from sipd_harness import PCAPS, EventLog, Sipd, pcap_rtp_payloads, sipp, sipp_counts
 
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
-from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
+from appliance.audio import FRAME_SAMPLES
+from appliance.ipc import RingReader, RingWriter
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="scripts/test installs sip-tester")
 

@@ -14,7 +14,8 @@ from sipd_harness import EventLog, Sipd
 
 from appliance.bench.calldrive import baresip_config
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
-from appliance.ipc import FRAME_SAMPLES, RingReader, RingWriter
+from appliance.audio import FRAME_SAMPLES
+from appliance.ipc import RingReader, RingWriter
 from appliance.speech import wavfile
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="scripts/test installs baresip")

@@ -13,7 +13,8 @@ import pytest
 from sipd_harness import EventLog, Sipd, sipp, sipp_counts
 
 from appliance.bus.messages import CallAnswered, CallEnded, CallStarted
-from appliance.ipc import FRAME_SAMPLES, RingWriter
+from appliance.audio import FRAME_SAMPLES
+from appliance.ipc import RingWriter
 from appliance.telephony.sip.message import Response, parse
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="scripts/test installs sip-tester")

@@ -12,7 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ from typing import Any, Iterator, Sequence
 import grpc
 import numpy as np
 
+from ...audio import SAMPLE_RATE
+from ...config.backends import AsrBackendName
 from ..errors import BackendError, ModelError
-from .base import SAMPLE_RATE, AsrBackend, AsrStream, Hint, PartialCallback, Transcript, Word
+from .base import AsrBackend, AsrStream, Hint, PartialCallback, Transcript, Word
 
 log = logging.getLogger("appliance.asr")
 
@@ -101,7 +103,7 @@ def _clamp01(value: float) -> float:
 
 
 class RivaAsr(AsrBackend):
-    name = "riva"
+    name = AsrBackendName.RIVA
     streaming = True
 
     def __init__(self, server: str, language: str = "en-US", boost_words: Sequence[str] = (),

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...audio import SAMPLE_RATE
+from ...config.backends import AsrBackendName
 from ..errors import BackendError, ModelError
-from .base import SAMPLE_RATE, AsrBackend, Hint, Transcript, Word
+from .base import AsrBackend, Hint, Transcript, Word
 
 log = logging.getLogger("appliance.asr")
 
@@ -37,7 +39,7 @@ MAX_PROMPT_TOKENS = 223  # Whisper's previous-text slot: half its 448-token cont
 
 
 class WhisperAsr(AsrBackend):
-    name = "whisper"
+    name = AsrBackendName.WHISPER
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", threads: int = 2, beam_size: int = 1,
                  context_s: float = 10.0):

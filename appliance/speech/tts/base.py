@@ -11,7 +11,6 @@ from typing import Iterator
 
 import numpy as np
 
-RING_RATE = 16_000
 
 
 class TtsBackend(abc.ABC):
@@ -29,14 +28,3 @@ class TtsBackend(abc.ABC):
 
     def close(self) -> None:
         pass
-
-
-def to_ring_rate(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """A whole clause's audio to the ring's 16 kHz (clauses start and end in silence, so
-    resampling each on its own leaves no seams)."""
-    if rate == RING_RATE or len(pcm) == 0:
-        return pcm.astype(np.int16, copy=False)
-    import soxr
-
-    out = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, RING_RATE, quality="HQ")
-    return (np.clip(out, -1.0, 1.0) * 32767).astype(np.int16)

@@ -13,12 +13,13 @@ from typing import Iterator
 
 import numpy as np
 
+from ...config.backends import TtsBackendName
 from ..errors import BackendError, ModelError
 from .base import TtsBackend
 
 
 class EspeakTts(TtsBackend):
-    name = "espeak"
+    name = TtsBackendName.ESPEAK
 
     def __init__(self, voice: str = "en-us", *, timeout_s: float = 10.0, binary: str | None = None):
         self.binary = binary or shutil.which("espeak-ng")

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ...config.backends import TtsBackendName
 from ..errors import ModelError
 from .base import TtsBackend
 
@@ -36,7 +37,7 @@ def _phonemizer():
 
 
 class PiperTts(TtsBackend):
-    name = "piper"
+    name = TtsBackendName.PIPER
 
     def __init__(self, model_path: str | Path, config_path: str | Path | None = None, *,
                  length_scale: float = 1.0, threads: int = 1, device: str = "cpu", runner=None):

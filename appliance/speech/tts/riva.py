@@ -21,6 +21,7 @@ from typing import Iterator
 import grpc
 import numpy as np
 
+from ...config.backends import TtsBackendName
 from ..asr.riva import _riva, probe, rpc_error
 from ..errors import BackendError, ModelError
 from .base import TtsBackend
@@ -31,7 +32,7 @@ _END = object()
 
 
 class RivaTts(TtsBackend):
-    name = "riva"
+    name = TtsBackendName.RIVA
 
     def __init__(self, server: str, voice: str = "", language: str = "en-US", sample_rate: int = 16_000,
                  timeout_s: float = 10.0):

@@ -17,14 +17,13 @@ import time
 
 import numpy as np
 
+from ...audio import FRAME_SAMPLES
 from ...bus.messages import Dtmf
-from ...ipc import FRAME_SAMPLES, RingReader, RingWriter, create_ring
+from ...ipc import RingReader, RingWriter, create_ring
 from ...runtime.logs import call_context
-from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from .g722 import G722Codec
+from ..codecs import LineCoder
 from .jitter import JitterBuffer
 from .pacer import Pacer
-from .resample import FrameResampler
 from .rtp import DtmfReceiver, RtpError, RtpPacket, dtmf_packets, parse_dtmf
 
 log = logging.getLogger("appliance.sipd")
@@ -70,28 +69,6 @@ class MediaClock:
             self._task.cancel()
 
 
-class _Codec:
-    """A call's codec: payloads ↔ PCM at the codec's rate, and that rate ↔ the rings' 16 kHz."""
-
-    def __init__(self, name: str):
-        self.name = name
-        if name == "G722":
-            enc, dec = G722Codec(), G722Codec()
-            self.rate = 16000
-            self.decode, self.encode = dec.decode, enc.encode
-            self.to16 = self.from16 = lambda pcm: pcm
-            return
-        self.rate = 8000
-        self.decode, self.encode = (ulaw_decode, ulaw_encode) if name == "PCMU" else (alaw_decode, alaw_encode)
-        self.to16 = FrameResampler(8000, 16000).process
-        self.from16 = FrameResampler(16000, 8000).process
-
-    @property
-    def frame(self) -> int:
-        """Samples in 20 ms at the codec's rate."""
-        return self.rate // 50
-
-
 class MediaSession:
     def __init__(self, endpoint, port: int):
         self.ep = endpoint
@@ -109,7 +86,7 @@ class MediaSession:
         loop.add_reader(self.rtcp.fileno(), self._on_rtcp)
         self.loop = loop
         self.neg = None
-        self.codec: _Codec | None = None
+        self.codec: LineCoder | None = None
         self.jitter: JitterBuffer | None = None
         self.dtmf = DtmfReceiver()
         self.remote: tuple[str, int] | None = None
@@ -155,8 +132,8 @@ class MediaSession:
     def update(self, neg) -> None:
         """New SDP (answer, or a re-INVITE: hold, unhold, new address or codec)."""
         if self.codec is None or self.codec.name != neg.codec.name:
-            self.codec = _Codec(neg.codec.name)
-            self.jitter = JitterBuffer(clock_rate=8000, frame_samples=160)
+            self.codec = LineCoder(neg.codec)
+            self.jitter = JitterBuffer(clock_rate=neg.codec.clock_rate, frame_samples=neg.codec.timestamp_step())
             self._fifo, self._fifo_len = [], 0
         if not self.latched or self.neg is None or (neg.remote_address, neg.remote_port) != \
                 (self.neg.remote_address, self.neg.remote_port):
@@ -202,7 +179,7 @@ class MediaSession:
             if frame is not None:
                 self.counters["agent_frames"] += 1
             self._send(frame.pcm if frame is not None else SILENCE16, talking=frame is not None)
-        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        self.ts = (self.ts + self.codec.codec.timestamp_step()) & 0xFFFFFFFF
         if self.started and time.monotonic() - self.last_rtp > NO_MEDIA_TIMEOUT_S and self.sending:
             with call_context(self.call_id):
                 log.warning("no RTP for %.0f s: ending the call", NO_MEDIA_TIMEOUT_S)
@@ -219,7 +196,7 @@ class MediaSession:
             if payload is not None:
                 pcm = codec.decode(payload)
             elif status == "lost":
-                pcm = np.zeros(self.jitter.frame_samples * codec.rate // 8000, dtype=np.int16)
+                pcm = np.zeros(self.jitter.frame_samples * codec.rate // codec.codec.clock_rate, dtype=np.int16)
             else:  # not started, or underrun: the caller is silent as far as we can tell
                 break
             self._fifo.append(pcm)
@@ -326,10 +303,10 @@ class MediaSession:
             if digit is not None:
                 self._dtmf(*digit)
         else:
-            # every codec here carries one payload byte per 8 kHz RTP tick: size = duration
+            # every codec here carries one payload byte per RTP tick (telephony/codecs.py): size = duration
             if len(pkt.payload) != self.jitter.frame_samples and 40 <= len(pkt.payload) <= 480 \
                     and self.jitter.received == 0:
-                self.jitter = JitterBuffer(clock_rate=8000, frame_samples=len(pkt.payload))
+                self.jitter = JitterBuffer(clock_rate=self.neg.codec.clock_rate, frame_samples=len(pkt.payload))
             self.jitter.push(pkt, time.monotonic_ns())
 
     def _on_rtcp(self) -> None:

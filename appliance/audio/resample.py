@@ -1,4 +1,4 @@
-"""8 kHz line audio ↔ 16 kHz ring audio, streamed with per-call filter state.
+"""Resampling, the one place: 8 kHz line ↔ 16 kHz ring per frame, streams, and whole buffers.
 
 Resampling each 20 ms frame on its own would restart the filter at every frame edge (a
 click 50 times a second); both resamplers here keep their filter's history across frames.
@@ -10,6 +10,7 @@ before, cost 30 ms on the way in and 15 ms on the way out of every turn (its fix
 algorithmic latency); its constant-rate engine is block based (nothing for five 20 ms
 frames, then ~100 ms at once). soxr's stream (``Resampler``) stays for arbitrary rates (a
 sound card's 44.1/48 kHz in `appliancectl talk`), where a few ms more do not matter.
+``resample`` converts a whole buffer (a WAV file, a synthesised clause) at once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,19 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from . import FRAME_MS, LINE_RATE, SAMPLE_RATE
+
 _EMPTY = np.zeros(0, dtype=np.int16)
 LINE_TAPS = 57  # 2:1 line filter length: group delay 28 samples at 16 kHz (1.75 ms), a whole sample
+
+
+def resample(pcm: np.ndarray, rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole int16 buffer from ``rate`` to ``to_rate`` (soxr's high quality), clipped, not
+    wrapped. Buffers that start and end in silence (clauses, files) leave no seams."""
+    if rate == to_rate or len(pcm) == 0:
+        return pcm.astype(np.int16, copy=False)
+    out = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, to_rate, quality="HQ") * 32768.0
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
 class Resampler:
@@ -44,7 +56,8 @@ class Resampler:
         self._stream.clear()
 
 
-def lowpass_taps(taps: int = LINE_TAPS, cutoff_hz: float = 4000.0, rate: int = 16000, atten_db: float = 70.0) -> np.ndarray:
+def lowpass_taps(taps: int = LINE_TAPS, cutoff_hz: float = LINE_RATE / 2, rate: int = SAMPLE_RATE,
+                 atten_db: float = 70.0) -> np.ndarray:
     """A Kaiser-windowed sinc low-pass (linear phase, unity DC gain) for the 16 kHz side of the
     line: flat to ~3.5 kHz, >= 60 dB down from ~4.6 kHz (the image and alias band)."""
     beta = 0.1102 * (atten_db - 8.7)
@@ -64,8 +77,8 @@ class FrameResampler:
     ``latency_samples``: that delay in output samples (rounded), for code that aligns signals.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, frame_ms: int = 20, taps: int = LINE_TAPS) -> None:
-        if sorted((in_rate, out_rate)) != [8000, 16000]:
+    def __init__(self, in_rate: int, out_rate: int, frame_ms: int = FRAME_MS, taps: int = LINE_TAPS) -> None:
+        if sorted((in_rate, out_rate)) != [LINE_RATE, SAMPLE_RATE]:
             raise ValueError(f"FrameResampler is 8 kHz <-> 16 kHz, not {in_rate} -> {out_rate} (use Resampler)")
         self.in_samples = in_rate * frame_ms // 1000
         self.out_samples = out_rate * frame_ms // 1000
@@ -98,9 +111,9 @@ class FrameResampler:
 
 def upsampler() -> FrameResampler:
     """8 kHz line → 16 kHz ring, 160 → 320 samples per frame."""
-    return FrameResampler(8000, 16000)
+    return FrameResampler(LINE_RATE, SAMPLE_RATE)
 
 
 def downsampler() -> FrameResampler:
     """16 kHz ring → 8 kHz line, 320 → 160 samples per frame."""
-    return FrameResampler(16000, 8000)
+    return FrameResampler(SAMPLE_RATE, LINE_RATE)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soxr
 
-from appliance.telephony.media.resample import FrameResampler, Resampler, downsampler, upsampler
+from appliance.audio.resample import FrameResampler, Resampler, downsampler, upsampler
 
 
 def _tone(freq, seconds, rate, amp=16000):

@@ -31,7 +31,10 @@ def test_values_are_typed():
     ('[sip]\nport = "5060"\n', 'sip.port: must be an integer, got "5060"'),
     ("[sip]\nport = 70000\n", "sip.port: 70000 is out of range (allowed 1 to 65535)"),
     ("[sip]\nmax_calls = 0\n", "sip.max_calls: 0 is out of range (allowed 1 to 1000)"),
-    ("[sip]\nmax_calls = 2.5\n", "sip.max_calls: must be an integer, got 2.5"),
+    ("[sip]\nmax_calls = 2.5\n", "sip.max_calls: must be an integer or a string, got 2.5"),
+    ('[sip]\nmax_calls = "many"\n', 'sip.max_calls: "many" is not one of auto'),
+    ('[sip]\noverflow = "redirect"\n', 'sip.overflow: "redirect" needs sip.overflow_target, a sip: URI (the human queue)'),
+    ('[sip]\noverflow = "voicemail"\n', 'sip.overflow: "voicemail" is not one of reject, redirect, announce'),
     ("[sip]\nport = true\n", "sip.port: must be an integer, got true"),
     ('[log]\nlevel = "loud"\n', 'log.level: "loud" is not one of debug, info, warning, error'),
     ("[services]\nwatchdog = 1\n", "services.watchdog: must be true or false, got 1"),
@@ -73,7 +76,7 @@ def test_all_problems_are_reported_at_once_and_rendered_for_a_human():
     assert info.value.problems == [
         "log.level: must be a string, got 3",
         "sip.port: -1 is out of range (allowed 1 to 65535)",
-        'sip.max_calls: must be an integer, got "x"',
+        'sip.max_calls: "x" is not one of auto',
     ]
     assert info.value.render().splitlines()[0] == "config /etc/appliance/appliance.toml is invalid (3 problems):"
 

@@ -29,7 +29,9 @@ class Appliance:
         rtp = 26000 + random.randrange(0, 2000) * 2  # parallel appliances (bench, tests) rarely collide
         self.rtp_ports = range(rtp, rtp + 200)
         cfg.write_text(cfg.read_text() + f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\n'
-                       f'rtp_port_min = {rtp}\nrtp_port_max = {rtp + 199}\n')
+                       f'rtp_port_min = {rtp}\nrtp_port_max = {rtp + 199}\n'
+                       # a bench measures what the box holds: admission must not decide for it
+                       'max_calls = 100\nturn_p95_target_ms = 0.0\n')
         install_example_agent(Path(sandbox["root"]) / "agents", booking_url)
         self.services: dict[str, Service] = {}
         self.events: EventLog | None = None

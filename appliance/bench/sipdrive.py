@@ -119,7 +119,7 @@ class Service:
 class Sipd(Service):
     """sipd on loopback ports of its own."""
 
-    def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int = 60):
+    def __init__(self, sandbox: dict, extra_sip: str = "", max_calls: int | str = 60):
         """sipd alone: its pipeline watch is off unless ``extra_sip`` sets pipeline_timeout_s
         (with no asrd/ttsd/agentd it would otherwise rescue every call after a few seconds)."""
         super().__init__(sandbox, "sipd")
@@ -127,9 +127,10 @@ class Sipd(Service):
             extra_sip += "\npipeline_timeout_s = 0"
         self.port = free_port()
         rtp = 20000 + random.randrange(0, 5000) * 2
+        slots = max_calls if isinstance(max_calls, int) else 60
         text = self.config.read_text()
         text += f'\n[sip]\nbind = "127.0.0.1"\nport = {self.port}\nrtp_port_min = {rtp}\n' \
-                f"rtp_port_max = {rtp + 4 * max_calls + 99}\nmax_calls = {max_calls}\n{extra_sip}\n"
+                f"rtp_port_max = {rtp + 4 * slots + 99}\nmax_calls = {max_calls!r}\n{extra_sip}\n"
         self.config.write_text(text)
 
     def start(self, timeout: float = 20.0, wait_ready: bool = True) -> "Sipd":

@@ -173,11 +173,14 @@ def bench_make_gguf(ctx: click.Context, out: str, shape: str, seed: int) -> None
 @bench.command("latency")
 @click.option("--calls", default=1, show_default=True, help="concurrent baresip callers")
 @click.option("--turns", default=3, show_default=True, help="caller turns per call")
-@click.option("--sweep", default="", help="comma list of call counts, e.g. 1,2,4: find how many keep p95 under --target-ms")
-@click.option("--target-ms", default=1000.0, show_default=True, help="voice-to-voice p95 target for --sweep")
+@click.option("--sweep", default="", help="comma list of call counts, e.g. 1,2,4,8: find how many keep p95 under "
+              "--target-ms, and write it where sip.max_calls = \"auto\" reads it (state_dir/capacity.json)")
+@click.option("--target-ms", default=None, type=float, help="voice-to-voice p95 target for --sweep "
+              "[default: sip.turn_p95_target_ms]")
 @click.option("--json", "json_path", default="bench-results/latency.json", show_default=True, help="JSON output file")
 @click.pass_context
-def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target_ms: float, json_path: str) -> None:
+def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target_ms: float | None,
+                  json_path: str) -> None:
     """Voice-to-voice turn latency on the caller's received audio, with the stage breakdown."""
     from ..bench import latency
 
@@ -192,9 +195,45 @@ def bench_latency(ctx: click.Context, calls: int, turns: int, sweep: str, target
     if len(results) == 1:
         click.echo(f"wrote {write_json(results[0], json_path)}")
         return
+    target_ms = target_ms if target_ms is not None else config.sip.turn_p95_target_ms
     ok = [r["calls"] for r in results if r["voice_to_voice_ms"]["p95"] <= target_ms and not r["failed_turns"]]
     click.echo(f"most concurrent calls with voice-to-voice p95 <= {target_ms:.0f} ms: {max(ok) if ok else 'none'}")
     click.echo(f"wrote {write_json({'bench': 'latency-sweep', 'target_ms': target_ms, 'runs': results}, json_path)}")
+    _write_capacity(config, max(ok) if ok else 1, target_ms, results)
+
+
+def _write_capacity(config, max_calls: int, target_ms: float, results: list[dict]) -> None:
+    """The sweep's answer where sip.max_calls = "auto" reads it; sipd picks it up within seconds."""
+    from ..telephony.admission import write_capacity
+
+    try:
+        path = write_capacity(config, max_calls, target_ms, results)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the capacity ({exc}); set sip.max_calls = {max_calls} by hand, "
+                                   "or run this as the appliance's user") from None
+    click.echo(f"capacity: {max_calls} call(s) under {target_ms:.0f} ms -> {path}"
+               + ("" if config.sip.max_calls == "auto" else f" (sip.max_calls = {config.sip.max_calls} overrides it)"))
+
+
+@bench.command("burst")
+@click.option("--calls", default=30, show_default=True, help="INVITEs in the burst")
+@click.option("--seconds", default=3.0, show_default=True, help="over this many seconds")
+@click.option("--capacity", default=4, show_default=True, help="the capacity sipd is told it measured")
+@click.option("--overflow", type=click.Choice(["reject", "redirect", "announce"]), default=None,
+              help="the policy for calls beyond capacity [default: sip.overflow]")
+@click.option("--json", "json_path", default="bench-results/burst.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_burst(ctx: click.Context, calls: int, seconds: float, capacity: int, overflow: str | None,
+                json_path: str) -> None:
+    """A burst of INVITEs at a sipd of measured capacity: admitted, refused (or redirected or
+    announced) and how fast each caller got its answer."""
+    from ..bench import burst
+
+    config = load_config(ctx)
+    click.echo(f"bench burst: {calls} INVITEs in {seconds:g} s at a sipd of capacity {capacity} ...")
+    result = burst.run(config, calls=calls, seconds=seconds, capacity=capacity, overflow=overflow)
+    click.echo(burst.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
 
 
 @bench.command("conversations")

@@ -1,4 +1,4 @@
-"""The speech backends' names, the one registry: the config's choices, the factories in
+"""The names the config chooses between, one registry each. The speech backends' names: the config's choices, the factories in
 speech/backends.py, the model checks of the benches and `appliancectl version` all read these.
 
 Values are the strings written in appliance.toml (``asr.backend = "whisper"``); a StrEnum equals
@@ -25,6 +25,14 @@ class TtsBackendName(StrEnum):
     TENSORRT = "tensorrt"  # the Piper voice as a TensorRT engine
     RIVA = "riva"  # a Riva server
     ESPEAK = "espeak"  # espeak-ng, the fallback
+
+
+class Overflow(StrEnum):
+    """sip.overflow: what a call beyond the box's capacity gets (telephony/admission.py)."""
+
+    REJECT = "reject"  # 503 + Retry-After: the PBX's own overflow route
+    REDIRECT = "redirect"  # 302 to sip.overflow_target, the human queue
+    ANNOUNCE = "announce"  # answered, sip.overflow_message, hung up
 
 
 VAD_WITH_MODEL = (VadBackendName.ONNX, VadBackendName.TENSORRT)  # load vad.model (Silero's ONNX)

@@ -132,12 +132,15 @@ def check_value(dotted: str, value, hint, meta, problems: list[str], describe_hi
     if isinstance(value, str) and "\0" in value:
         problems.append(f"{dotted}: must not contain a NUL character")
         return MISSING
+    # A key that takes a number or a word ("auto") checks the word against choices, the number
+    # against min/max.
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     choices = meta.get("choices")
-    if choices and value not in choices:
+    if choices and value not in choices and not (number and typing.get_args(hint)):
         problems.append(f"{dotted}: {show(value)} is not one of {', '.join(choices)}")
         return MISSING
     lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    if number and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         problems.append(f"{dotted}: {show(value)} is out of range (allowed {lo} to {hi})")
         return MISSING
     return float(value) if hint is float else value
@@ -168,10 +171,12 @@ def _cross_checks(config: Config) -> list[str]:
     sip = config.sip
     if sip.rtp_port_max <= sip.rtp_port_min:
         problems.append(f"sip.rtp_port_max: {sip.rtp_port_max} must be above sip.rtp_port_min ({sip.rtp_port_min})")
-    elif (sip.rtp_port_max - sip.rtp_port_min + 1) // 2 < sip.max_calls:
+    elif isinstance(sip.max_calls, int) and (sip.rtp_port_max - sip.rtp_port_min + 1) // 2 < sip.max_calls:
         problems.append(f"sip.rtp_port_min/rtp_port_max: {sip.rtp_port_min}-{sip.rtp_port_max} has room for "
                         f"{(sip.rtp_port_max - sip.rtp_port_min + 1) // 2} calls, fewer than sip.max_calls ({sip.max_calls})")
-    for name in ("registrar", "fallback_target"):  # a password belongs in sip.password, never in a URI
+    if sip.overflow == "redirect" and not sip.overflow_target.startswith(("sip:", "sips:")):
+        problems.append('sip.overflow: "redirect" needs sip.overflow_target, a sip: URI (the human queue)')
+    for name in ("registrar", "fallback_target", "overflow_target"):  # a password belongs in sip.password, never in a URI
         userinfo = getattr(sip, name).partition("@")[0]
         if "@" in getattr(sip, name) and userinfo.count(":") >= 2:
             problems.append(f"sip.{name}: must not carry a password (sip:user:password@...); "

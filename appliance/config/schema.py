@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .backends import AsrBackendName, TtsBackendName, VadBackendName
+from .backends import AsrBackendName, Overflow, TtsBackendName, VadBackendName
 
 SERVICES = ("sipd", "asrd", "agentd", "ttsd")
 
@@ -65,8 +65,21 @@ class SipConfig:
     port: int = key(5060, doc="SIP port (UDP and TCP)", min=1, max=65535)
     tcp: bool = key(True, doc="also accept SIP over TCP on the same port")
     public_host: str = key("", doc="address put in Contact/Via/SDP; empty = the bind address, or 127.0.0.1 for 0.0.0.0")
-    max_calls: int = key(8, doc="concurrent calls admitted; the next INVITE gets 503 + Retry-After", min=1, max=1000)
-    retry_after: int = key(5, doc="seconds in Retry-After when at max_calls", min=1, max=3600)
+    max_calls: int | str = key("auto", doc="concurrent calls admitted; the next one gets sip.overflow. auto = the "
+                                           "capacity `bench latency --sweep` measured under turn_p95_target_ms "
+                                           "(state_dir/capacity.json), 4 until it has", choices=("auto",), min=1,
+                               max=1000)
+    turn_p95_target_ms: float = key(1000.0, doc="the turn latency promised: `bench latency --sweep` finds the calls "
+                                                "kept under it; live, while the last minute's turn p95 (end of "
+                                                "speech to first agent audio) is over it, new calls get sip.overflow; "
+                                                "0 = no live check", min=0.0, max=60000.0)
+    overflow: str = key("reject", doc="a call beyond capacity: reject (503 + Retry-After: the PBX's own overflow "
+                                      "route), redirect (302 to overflow_target, the human queue), or announce "
+                                      "(answer, play overflow_message, hang up)",
+                        choices=tuple(Overflow))
+    overflow_target: str = key("", doc="redirect: the sip: URI calls beyond capacity are sent to")
+    overflow_message: str = key("", doc="announce: 16 kHz mono WAV; empty = a built-in sentence (espeak-ng)")
+    retry_after: int = key(5, doc="seconds in Retry-After when a call is refused (busy, draining)", min=1, max=3600)
     mode: str = key("trunk", doc="trunk: accept INVITEs from allowed addresses; register: also register to a PBX",
                     choices=("trunk", "register"))
     allow_from: list[str] = key([], doc="source IPs/CIDRs allowed to call in; empty = loopback and private "

@@ -48,4 +48,7 @@ def describe(hint) -> str:
         return f"a list of {describe(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
     if typing.get_origin(hint) is dict:
         return f"a table of {describe(typing.get_args(hint)[1]).removeprefix('a ').removeprefix('an ')}s"
+    parts = [h for h in typing.get_args(hint) if h is not type(None)]
+    if parts and all(p in names for p in parts):  # int | str
+        return " or ".join(describe(p) for p in parts)
     return str(hint).replace("typing.", "")

@@ -41,7 +41,13 @@ HINTS = {
 
 
 class CallFailed(RuntimeError):
-    """The call could not be made or broke; the message is one line for the person at the box."""
+    """The call could not be made or broke; the message is one line for the person at the box.
+    ``status``: the final response that refused it (0 when none came); ``response`` itself."""
+
+    def __init__(self, message: str, response: Response | None = None):
+        super().__init__(message)
+        self.response = response
+        self.status = response.status if response is not None else 0
 
 
 def describe(resp: Response) -> str:
@@ -134,7 +140,7 @@ class Uac:
                 continue
             break
         if resp.status >= 300:
-            raise CallFailed(f"{self.target} refused the call: {describe(resp)}")
+            raise CallFailed(f"{self.target} refused the call: {describe(resp)}", resp)
         self._confirm(resp)
         try:
             if not resp.body:

@@ -93,13 +93,15 @@ class Call:
         self.transfer_pending = False
         self.on_transfer_failed = None  # sipd's own fallback waits on its transfer this way
         self.held = False
+        self.overflow = False  # answered only for sip.overflow's announcement: no agent, no bus events
 
     # -- helpers -------------------------------------------------------------------------
     def log(self, level: int, text: str, *args) -> None:
         log.log(level, text, *args, extra={"call_id": self.id})
 
     def publish(self, msg) -> None:
-        self.ep.publish(msg)
+        if not self.overflow:
+            self.ep.publish(msg)
 
     def _sdp_answer(self) -> bytes:
         ours = sdp.answer(self.offer, self.negotiated, local_address=self.ep.public_host,

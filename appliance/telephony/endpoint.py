@@ -17,7 +17,10 @@ from collections import deque
 
 from ..bus.messages import Answer, CallStarted, Drain, CallHangup, Ok, PlayFlush, Reject, SendDtmf, CallTransfer
 from ..config import Config
+from ..config.backends import Overflow
 from . import codecs, sdp
+from .admission import BUSY_MESSAGE, Admission
+from .fallback import load_message
 from .call import Call, session_expires_refusal
 from .media.session import MediaClock, MediaSession
 from .ports import PortPool, PortsExhausted
@@ -50,7 +53,8 @@ class SipEndpoint:
         self.allow = ALLOW
         self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]
         self.trunk_nets = [ipaddress.ip_network(a, strict=False) for a in s.trunks]
-        self.source_cap = max(1, int(s.max_calls * s.source_share))
+        self.admission = Admission(config)
+        self.busy_message = None  # sip.overflow = announce: loaded on first use
         self.unconfirmed_strikes: dict[str, deque[float]] = {}  # source -> when its unconfirmed calls ended
         self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
         self.invite_limit = RateLimiter(s.invite_rate)
@@ -64,6 +68,7 @@ class SipEndpoint:
         self.layer: TransactionLayer | None = None
         self.counters = {"calls_total": 0, "refused_busy": 0, "refused_draining": 0, "refused_rate": 0,
                          "refused_auth": 0, "refused_forbidden": 0, "refused_unconfirmed": 0, "refused_share": 0,
+                         "refused_overloaded": 0, "overflow_redirected": 0, "overflow_announced": 0,
                          "evicted_unconfirmed": 0, "unmatched": 0}
         self.draining = False  # ctl.drain: new calls refused, calls in progress go on
         from ..metrics.series import SipdMetrics
@@ -83,6 +88,8 @@ class SipEndpoint:
         self.runtime = runtime
         self.loop = asyncio.get_running_loop()
         s = self.config.sip
+        if s.overflow == Overflow.ANNOUNCE:  # rendered now, not while a burst waits for it
+            self.busy_message = await asyncio.to_thread(load_message, s.overflow_message, BUSY_MESSAGE)
         await self.transport.start(s.bind, s.port, tcp=s.tcp)
         self.layer = TransactionLayer(self.transport)
         if s.mode == "register":
@@ -105,8 +112,9 @@ class SipEndpoint:
 
             self.watch = PipelineWatch(self, runtime)
             self.watch_task = runtime.watch(asyncio.create_task(self.watch.run(), name="pipeline-watch"))
-        log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls", s.bind, self.transport.local_port,
-                 "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, s.max_calls)
+        log.info("SIP on %s:%d (UDP%s), RTP %d-%d, max %d calls (%s), overflow: %s", s.bind, self.transport.local_port,
+                 "+TCP" if s.tcp else "", s.rtp_port_min, s.rtp_port_max, self.admission.max_calls,
+                 self.admission.capacity.source, s.overflow)
 
     async def stop(self) -> None:
         if self.watch is not None:
@@ -128,7 +136,7 @@ class SipEndpoint:
     def status(self) -> dict:
         media = [c.media.stats() for c in self.calls.values()]
         return {
-            "active_calls": len(self.calls), "max_calls": self.config.sip.max_calls, "draining": self.draining,
+            "active_calls": len(self.calls), **self.admission.status(), "draining": self.draining,
             "sip_port": self.transport.local_port, "malformed": self.transport.malformed,
             "sip_received": self.transport.received, **self.counters,
             "sip_retransmits_in": self.layer.retransmits_in if self.layer else 0,
@@ -146,21 +154,27 @@ class SipEndpoint:
         draining: appliancectl drain. unconfirmed: this source (not a trunk) already holds
         sip.unconfirmed_per_source answered calls it never ACKed, the mark of a scanner. share:
         trunks are configured and this other source holds its share of max_calls. busy: at
-        max_calls, unless a call left unconfirmed for ACK_GRACE_S gives up its slot."""
+        max_calls (the measured capacity, admission.py), unless a call left unconfirmed for
+        ACK_GRACE_S gives up its slot. overloaded: the last minute's turn p95 is over its target.
+        Calls only hearing the busy announcement (sip.overflow = announce) hold no slot."""
         s = self.config.sip
         if self.draining:
             return "draining"
-        mine = [c for c in self.calls.values() if c.peer.host == source] if source is not None else []
+        calls = [c for c in self.calls.values() if not c.overflow]
+        max_calls = self.admission.max_calls
+        mine = [c for c in calls if c.peer.host == source] if source is not None else []
         unconfirmed = sum(c.state in ("incoming", "answered") and not c.confirmed for c in mine)
         if source is not None and not self._is_trunk(source):
             if unconfirmed + self._strikes(source) >= s.unconfirmed_per_source:
                 return "unconfirmed"
-            if self.trunk_nets and len(mine) >= self.source_cap:
+            if self.trunk_nets and len(mine) >= max(1, int(max_calls * s.source_share)):
                 return "share"
         # Only a source that confirms its calls may take a stale one's slot: a scanner would
         # otherwise swap its own old unconfirmed calls for fresh ones and never let go.
-        if len(self.calls) >= s.max_calls and not (source is not None and not unconfirmed and self._evict_unconfirmed()):
+        if len(calls) >= max_calls and not (source is not None and not unconfirmed and self._evict_unconfirmed()):
             return "busy"
+        if self.admission.overloaded and calls:
+            return "overloaded"
         return None
 
     def _strikes(self, host: str) -> int:
@@ -330,13 +344,18 @@ class SipEndpoint:
                             self.counters["refused_forbidden"])
             st.respond(make_response(req, 403, "Source Not Allowed"))
             return
+        overflow = False
         if (refusal := self._refusal(peer.host)) is not None:
             self.counters[f"refused_{refusal}"] += 1
             if refusal in ("unconfirmed", "share") and self.counters[f"refused_{refusal}"] % 100 == 1:
                 log.warning("INVITE from %s refused with 503 (%s; %d so far)", peer.host, refusal,
                             self.counters[f"refused_{refusal}"])
-            st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
-            return
+            if refusal not in ("busy", "overloaded") or not self._overflow(req, st, refusal):
+                st.respond(make_response(req, 503, headers=[("Retry-After", str(s.retry_after))]))
+                return
+            if s.overflow != Overflow.ANNOUNCE:
+                return
+            overflow = True  # answered below, for the announcement only
         if self.auth is not None and not self._authorized(req, st):
             return
         required = {x.strip().lower() for v in req.headers.get_all("Require") for x in v.split(",") if x.strip()}
@@ -378,6 +397,7 @@ class SipEndpoint:
         port, call = media.port, None
         try:
             call = Call(self, req, peer, st, dialog, media, offer)
+            call.overflow = overflow
             media.attach(call.id)
             if offer is not None:
                 call.negotiated = negotiated
@@ -388,8 +408,11 @@ class SipEndpoint:
             return
         self.calls[call.id] = call
         self.by_dialog[(dialog.call_id, dialog.local_tag)] = call
-        self.counters["calls_total"] += 1
         st.respond(make_response(req, 100))
+        if overflow:
+            self._announce_busy(call)
+            return
+        self.counters["calls_total"] += 1
         headers = {h: req.headers.get(h) for h in PASSED_HEADERS if req.headers.get(h)}
         headers["Call-ID"] = req.call_id
         self.publish(CallStarted(call_id=call.id, caller=frm.uri.user or frm.uri.host, callee=to.uri.user,
@@ -400,6 +423,32 @@ class SipEndpoint:
             call.answer()
         else:
             call.ring(s.answer_timeout)
+
+    def _overflow(self, req: Request, st, refusal: str) -> bool:
+        """sip.overflow for a call beyond capacity: False leaves it to the plain 503. A redirect
+        is answered here (302 to the human queue); an announcement goes on to be answered, unless
+        as many announcements as calls are playing already (then 503: a burst stays cheap)."""
+        s = self.config.sip
+        match s.overflow:
+            case Overflow.REDIRECT:
+                self.counters["overflow_redirected"] += 1
+                st.respond(make_response(req, 302, "Moved Temporarily", headers=[
+                    ("Contact", f"<{s.overflow_target}>"), ("Reason", f'SIP;cause=503;text="{refusal}"')]))
+                return True
+            case Overflow.ANNOUNCE:
+                playing = sum(c.overflow for c in self.calls.values())
+                return playing < max(1, self.admission.max_calls)
+            case _:
+                return False
+
+    def _announce_busy(self, call: Call) -> None:
+        """Answer, say that the lines are busy, hang up: no agent, no bus events, no records."""
+        if self.busy_message is None:
+            self.busy_message = load_message(self.config.sip.overflow_message, BUSY_MESSAGE)
+        self.counters["overflow_announced"] += 1
+        call.log(logging.INFO, "beyond capacity: the busy announcement, then hang up")
+        call.answer()
+        call.media.announce(self.busy_message, done=lambda: call.hangup("overflow"))
 
     def _media_session(self) -> MediaSession:
         """A session on the next free RTP port pair. A pair another program holds (EADDRINUSE)

@@ -29,23 +29,24 @@ PIPELINE = ("asrd", "ttsd", "agentd")
 DEFAULT_MESSAGE = "Sorry, our assistant is not available right now. Please call again later. Goodbye."
 
 
-def load_message(path: str) -> np.ndarray:
-    """The fallback message as 16 kHz int16: the admin's WAV, else espeak-ng, else three beeps."""
+def load_message(path: str, sentence: str = DEFAULT_MESSAGE) -> np.ndarray:
+    """A message sipd plays on its own, as 16 kHz int16: the admin's WAV, else ``sentence`` by
+    espeak-ng, else three beeps."""
     if path:
         with wave.open(path) as w:
             rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
             if w.getnchannels() != 1 or w.getsampwidth() != 2:
-                raise ValueError(f"sip.fallback_message {path}: must be mono 16-bit PCM")
+                raise ValueError(f"{path}: must be mono 16-bit PCM")
         return resample(pcm, rate)
     espeak = shutil.which("espeak-ng")
     if espeak:
         try:
-            out = subprocess.run([espeak, "-v", "en-us", "--stdout", DEFAULT_MESSAGE], capture_output=True,
+            out = subprocess.run([espeak, "-v", "en-us", "--stdout", sentence], capture_output=True,
                                  timeout=10, check=True).stdout
             with wave.open(io.BytesIO(out)) as w:
                 return resample(np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate())
         except (OSError, subprocess.SubprocessError, wave.Error) as exc:
-            log.warning("espeak-ng could not render the fallback message (%s): beeps instead", exc)
+            log.warning("espeak-ng could not render %r (%s): beeps instead", sentence, exc)
     t = np.arange(int(0.3 * 16000)) / 16000
     beep = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     gap = np.zeros(4800, np.int16)
@@ -88,7 +89,10 @@ class PipelineWatch:
             reply = await self.clients[service].request(StatusRequest(), timeout=0.5)
             ok = getattr(reply, "state", "") == "ready"
         except (BusTimeout, RemoteError):
-            ok = False
+            reply, ok = None, False
+        if service == "agentd":  # the turn latency admission weighs (no turns in the last minute: None)
+            p95 = getattr(reply, "details", {}).get("total_p95_ms") if ok else None
+            self.ep.admission.report_turn_p95(float(p95) if isinstance(p95, (int, float)) else None)
         if ok:
             if self.down_since.pop(service, None) is not None:
                 log.info("%s is back", service)

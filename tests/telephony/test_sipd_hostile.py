@@ -146,7 +146,11 @@ def test_a_scanner_flood_is_cut_off_while_real_calls_get_through(sandbox, tmp_pa
         assert sipp_counts(out) == (3, 0)  # every real call answered during the flood
         elapsed = time.monotonic() - t0
         assert answered <= 50 * elapsed + 100 + 10  # rate x time + burst: the rest was dropped unanswered
-        assert sipd.status().details["refused_rate"] >= 10_000
+        # What reached sipd beyond its rate was dropped; how much of the 20 000 the kernel itself
+        # dropped first (a full socket buffer) depends on the machine's load, so not a fixed count.
+        details = sipd.status().details
+        assert details["refused_rate"] >= 1000
+        assert details["refused_rate"] >= details["sip_received"] - answered - 50  # 50: the real calls' messages
     finally:
         sipd.stop()
 

@@ -49,10 +49,12 @@ class Series:
 
 STAGES = ("endpoint", "asr", "decide", "tts_first_audio", "total")  # agentd's TurnTiming.latency_ms()
 OUTCOMES = ("completed", "transferred", "unresolved", "abandoned", "error")  # as in the call record
-REFUSALS = ("busy", "draining", "forbidden", "rate", "auth", "unconfirmed", "share")
+REFUSALS = ("busy", "overloaded", "draining", "forbidden", "rate", "auth", "unconfirmed", "share")
+OVERFLOWS = ("redirected", "announced")
 TURN_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 TOOL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+RTT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 CATALOGUE: tuple[Series, ...] = (
     # -- sipd's exporter: one line per enabled service, whether or not it answers
@@ -66,10 +68,17 @@ CATALOGUE: tuple[Series, ...] = (
     # -- sipd
     Series("appliance_active_calls", "gauge", "sipd", "calls sipd holds now (ringing or answered)"),
     Series("appliance_sip_calls_admitted_total", "counter", "sipd", "INVITEs admitted as calls"),
-    Series("appliance_sip_calls_refused_total", "counter", "sipd", "INVITEs refused: busy (503 at sip.max_calls), "
+    Series("appliance_sip_calls_refused_total", "counter", "sipd", "INVITEs refused: busy (at sip.max_calls, the "
+           "measured capacity), overloaded (the last minute's turn p95 over sip.turn_p95_target_ms): both get "
+           "sip.overflow, "
            "draining (503, appliancectl drain), forbidden (403 allow_from), rate (flood dropped), "
            "auth (bad digest credentials), unconfirmed (503: the source holds too many calls it never ACKed), "
            "share (503: a non-trunk source at its share of max_calls)", ("reason",)),
+    Series("appliance_sip_overflow_total", "counter", "sipd", "calls beyond capacity not refused with 503 "
+           "(sip.overflow): redirected (302 to overflow_target), announced (answered, busy message, hung up)",
+           ("policy",)),
+    Series("appliance_sip_capacity_calls", "gauge", "sipd", "the calls sipd admits now: sip.max_calls, or the "
+           "capacity `bench latency --sweep` measured (auto)"),
     Series("appliance_rtp_packets_received_total", "counter", "sipd", "RTP packets received from callers"),
     Series("appliance_rtp_packets_sent_total", "counter", "sipd", "RTP packets sent to callers"),
     Series("appliance_rtp_packets_lost_total", "counter", "sipd", "caller RTP packets that never arrived in time "
@@ -80,6 +89,20 @@ CATALOGUE: tuple[Series, ...] = (
            "calls (0 with no calls)"),
     Series("appliance_rtp_call_jitter_seconds", "histogram", "sipd", "each ended call's RFC 3550 interarrival "
            "jitter at its end"),
+    Series("appliance_rtcp_packets_sent_total", "counter", "sipd", "RTCP compound packets (SR or RR, SDES, BYE at "
+           "the end) sent to callers"),
+    Series("appliance_rtcp_packets_received_total", "counter", "sipd", "RTCP packets received from callers "
+           "(malformed ones included)"),
+    Series("appliance_rtcp_bad_packets_total", "counter", "sipd", "RTCP packets from callers that could not be "
+           "parsed (dropped; the call goes on)"),
+    Series("appliance_rtcp_rtt_seconds", "histogram", "sipd", "round-trip times measured from callers' RTCP "
+           "report blocks about sipd's stream (RFC 3550 6.4.1: arrival - LSR - DLSR), one per report"),
+    Series("appliance_rtcp_reported_lost_total", "counter", "sipd", "sipd's RTP packets that callers' RTCP "
+           "reports say never arrived (cumulative lost, each call's highest)"),
+    Series("appliance_rtcp_reported_loss_max_ratio", "gauge", "sipd", "highest fraction lost (0-1) a caller's "
+           "last RTCP report gave for sipd's stream, among live calls (0 with none)"),
+    Series("appliance_rtcp_reported_jitter_max_seconds", "gauge", "sipd", "highest interarrival jitter a caller's "
+           "last RTCP report gave for sipd's stream, among live calls (0 with none)"),
     Series("appliance_media_late_ticks_total", "counter", "sipd", "20 ms media clock ticks that ran late "
            "(sipd could not keep up)"),
     # -- sipd and asrd: readers that fell more than audio.ring_seconds behind their ring
@@ -158,19 +181,26 @@ def _one(name: str, value: float, labels: tuple[str, ...] = ()) -> Metric:
 
 # -- sipd -----------------------------------------------------------------------------------------
 class SipdMetrics:
-    """sipd's series: live calls and RTP read from the endpoint, ended calls added up here."""
+    """sipd's series: live calls, RTP and RTCP read from the endpoint, ended calls added up here."""
+
+    _SUMMED = ("rx_packets", "tx_packets", "lost", "late", "rtcp_sent", "rtcp_packets", "rtcp_bad", "remote_lost")
 
     def __init__(self, endpoint):
         self.ep = endpoint
         self.registry = CollectorRegistry(auto_describe=False)
         self.call_jitter = _make(self.registry, "appliance_rtp_call_jitter_seconds", buckets=JITTER_BUCKETS)
-        self.ended = {"rx_packets": 0, "tx_packets": 0, "lost": 0, "late": 0, "out_lost": 0}
+        self.rtt = _make(self.registry, "appliance_rtcp_rtt_seconds", buckets=RTT_BUCKETS)
+        self.ended = {k: 0 for k in self._SUMMED} | {"out_lost": 0}
         self.registry.register(View(self._collect))
+
+    def rtcp_rtt(self, seconds: float) -> None:
+        """A caller's RTCP report measured a round trip (MediaSession, as it arrives)."""
+        self.rtt.observe(seconds)
 
     def call_ended(self, media) -> None:
         """A call left sipd (Call.end → endpoint.forget): its counters join the totals."""
         stats = media.stats()
-        for k in ("rx_packets", "tx_packets", "lost", "late"):
+        for k in self._SUMMED:
             self.ended[k] += stats.get(k, 0)
         self.ended["out_lost"] += media.out_ring.lost if media.out_ring is not None else 0
         if stats.get("rx_packets"):
@@ -187,11 +217,24 @@ class SipdMetrics:
         for reason in REFUSALS:
             refused.add_metric([reason], ep.counters.get(f"refused_{reason}", 0))
         yield refused
+        overflow = family("appliance_sip_overflow_total")
+        for policy in OVERFLOWS:
+            overflow.add_metric([policy], ep.counters.get(f"overflow_{policy}", 0))
+        yield overflow
+        yield _one("appliance_sip_capacity_calls", ep.admission.max_calls)
         yield _one("appliance_rtp_packets_received_total", total["rx_packets"])
         yield _one("appliance_rtp_packets_sent_total", total["tx_packets"])
         yield _one("appliance_rtp_packets_lost_total", total["lost"])
         yield _one("appliance_rtp_packets_late_total", total["late"])
         yield _one("appliance_rtp_jitter_max_seconds", max((s.get("jitter_ms", 0.0) for s in live), default=0.0) / 1000)
+        yield _one("appliance_rtcp_packets_sent_total", total["rtcp_sent"])
+        yield _one("appliance_rtcp_packets_received_total", total["rtcp_packets"])
+        yield _one("appliance_rtcp_bad_packets_total", total["rtcp_bad"])
+        yield _one("appliance_rtcp_reported_lost_total", total["remote_lost"])
+        yield _one("appliance_rtcp_reported_loss_max_ratio",
+                   max((s.get("remote_loss", 0.0) for s in live), default=0.0))
+        yield _one("appliance_rtcp_reported_jitter_max_seconds",
+                   max((s.get("remote_jitter_ms", 0.0) for s in live), default=0.0) / 1000)
         yield _one("appliance_media_late_ticks_total", ep.media_clock.late_ticks)
         out_lost = self.ended["out_lost"] + sum(m.out_ring.lost for m in medias if m.out_ring is not None)
         yield _one("appliance_ring_overrun_frames_total", out_lost, ("sipd", "out"))

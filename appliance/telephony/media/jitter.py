@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+from .rtcp import fraction_lost
 from .rtp import ReportBlock, RtpPacket
 
 MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump this far ahead is a restart, not a loss burst
@@ -251,8 +252,6 @@ class JitterBuffer:
         exp_int = expected - self._expected_prior
         rec_int = self._rr_received - self._received_prior
         self._expected_prior, self._received_prior = expected, self._rr_received
-        lost_int = exp_int - rec_int
-        fraction = 0 if exp_int <= 0 or lost_int <= 0 else (lost_int << 8) // exp_int
         return ReportBlock(
-            self._ssrc, min(fraction, 255), lost, self._highest & 0xFFFFFFFF, int(self._jitter), lsr, dlsr
+            self._ssrc, fraction_lost(exp_int, rec_int), lost, self._highest & 0xFFFFFFFF, int(self._jitter), lsr, dlsr
         )

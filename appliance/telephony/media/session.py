@@ -6,13 +6,22 @@ decoded, resampled to 16 kHz and written to the ``in`` ring, so the ring is an u
 timeline for the recogniser; and one frame from the ``out`` ring (or comfort silence when
 the agent is quiet) is resampled, encoded and sent. ``flush`` (barge-in) drops whatever the
 agent has queued, so the next packet sent is silence: within one frame.
+
+RTCP (``rtcp.py``) rides on the same tick: an SR/RR with a report block about the caller's
+stream every ~5 s once RTP flows, to the caller's RTCP address (a=rtcp, else its RTP port + 1;
+then wherever its own reports come from, as for RTP), and a BYE when the call ends. The
+caller's reports feed the call's stats (``remote_*``, ``rtt_ms``) and sipd's metrics; a
+malformed one is counted (``rtcp_bad``) and dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import secrets
 import socket
+import struct
 import time
 
 import numpy as np
@@ -22,6 +31,7 @@ from ...bus.messages import Dtmf
 from ...ipc import RingReader, RingWriter, create_ring
 from ...runtime.logs import call_context
 from ..codecs import LineCoder
+from . import rtcp as rtcp_mod
 from .jitter import JitterBuffer
 from .pacer import Pacer
 from .rtp import DtmfReceiver, RtpError, RtpPacket, dtmf_packets, parse_dtmf
@@ -70,7 +80,8 @@ class MediaClock:
 
 
 class MediaSession:
-    def __init__(self, endpoint, port: int):
+    def __init__(self, endpoint, port: int, rtcp_interval_s: float | None = None):
+        """``rtcp_interval_s``: the RTCP report interval (default ``rtcp.RTCP_INTERVAL_S``)."""
         self.ep = endpoint
         self.port = port
         self.call_id = ""
@@ -100,7 +111,13 @@ class MediaSession:
         self.ssrc = int.from_bytes(np.random.bytes(4), "big")
         self.last_rtp = time.monotonic()
         self.counters = {"rx_packets": 0, "tx_packets": 0, "bad_packets": 0, "foreign_packets": 0,
-                         "rtcp_packets": 0, "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
+                         "rtcp_packets": 0, "rtcp_bad": 0, "rtcp_sent": 0,
+                         "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
+        # RFC 7022: a random CNAME per call, so reports name no host or user
+        self.rtcp_state = rtcp_mod.RtcpState(self.ssrc, f"{secrets.token_hex(8)}@appliance",
+                                             rtcp_interval_s or rtcp_mod.RTCP_INTERVAL_S)
+        self.rtcp_remote: tuple[str, int] | None = None  # where our reports go
+        self.rtcp_latched = False
         self._talking = False
         self._dtmf_out: list[tuple[bytes, bool] | None] = []  # None = a tick of audio between digits
         self._announce: list[np.ndarray] = []  # sipd's own message (AI pipeline down): replaces agent audio
@@ -139,11 +156,15 @@ class MediaSession:
                 (self.neg.remote_address, self.neg.remote_port):
             self.remote = (neg.remote_address, neg.remote_port)
             self.latched = False
+            self.rtcp_remote = None if _unspecified(neg.remote_address) else (neg.remote_address, neg.remote_rtcp_port)
+            self.rtcp_latched = False
         self.sending = neg.direction in ("sendrecv", "sendonly") and not neg.on_hold
         self.neg = neg
 
     def close(self) -> None:
         self.ep.media_clock.remove(self)
+        if self.rtcp_state.next_ns is not None:  # media flowed: say goodbye (RFC 3550 §6.6)
+            self._send_rtcp(time.monotonic_ns(), bye=True)
         for sock in (self.rtp, self.rtcp):
             try:
                 self.loop.remove_reader(sock.fileno())
@@ -179,6 +200,8 @@ class MediaSession:
             if frame is not None:
                 self.counters["agent_frames"] += 1
             self._send(frame.pcm if frame is not None else SILENCE16, talking=frame is not None)
+        if self.rtcp_state.due(now_ns, self.counters["rx_packets"] > 0):
+            self._send_rtcp(now_ns)
         self.ts = (self.ts + self.codec.codec.timestamp_step()) & 0xFFFFFFFF
         if self.started and time.monotonic() - self.last_rtp > NO_MEDIA_TIMEOUT_S and self.sending:
             with call_context(self.call_id):
@@ -222,6 +245,7 @@ class MediaSession:
             self.rtp.sendto(pkt.serialize(), self.remote)
             self.counters["tx_packets"] += 1
             self.counters["frames_out"] += 1
+            self.rtcp_state.sent(len(payload))
         except OSError as exc:  # ICMP unreachable from a peer that went away: keep the call
             log.debug("RTP send failed: %s", exc)
 
@@ -249,6 +273,7 @@ class MediaSession:
         try:
             self.rtp.sendto(pkt.serialize(), self.remote)
             self.counters["tx_packets"] += 1
+            self.rtcp_state.sent(len(payload))
         except OSError as exc:
             log.debug("RTP send failed: %s", exc)
 
@@ -312,10 +337,41 @@ class MediaSession:
     def _on_rtcp(self) -> None:
         for _ in range(RECV_BATCH):
             try:
-                self.rtcp.recvfrom(2048)
+                data, addr = self.rtcp.recvfrom(2048)
             except OSError:
                 return
-            self.counters["rtcp_packets"] += 1
+            self._on_rtcp_packet(data, addr)
+
+    def _on_rtcp_packet(self, data: bytes, addr) -> None:
+        """The caller's report: only from the SDP's address (and, once latched, its port), as
+        for RTP; a malformed one is counted, never raised."""
+        if self.neg is None or addr[0] != self.neg.remote_address or \
+                (self.rtcp_latched and addr[:2] != self.rtcp_remote):
+            self.counters["foreign_packets"] += 1
+            return
+        self.counters["rtcp_packets"] += 1
+        try:
+            rtt = self.rtcp_state.receive(data, time.monotonic_ns(), time.time(), self.neg.codec.clock_rate)
+        except (RtpError, struct.error):
+            self.counters["rtcp_bad"] += 1
+            return
+        if not self.rtcp_latched:  # symmetric RTCP (RFC 4961), as for RTP: reports go where reports come from
+            self.rtcp_remote, self.rtcp_latched = addr[:2], True
+        if rtt is not None:
+            self.ep.metrics.rtcp_rtt(rtt)
+
+    def _send_rtcp(self, now_ns: int, bye: bool = False) -> None:
+        """Our SR/RR (+ SDES CNAME, + BYE) with a report block about the caller's stream once
+        it sent RTP. ``self.ts`` is the stream's timestamp for this tick."""
+        block = self.jitter.report_block(*self.rtcp_state.lsr_dlsr(now_ns)) if self.jitter is not None else None
+        data = self.rtcp_state.report(now_ns, time.time(), self.ts, block, bye)
+        if self.rtcp_remote is None:  # hold by c=0.0.0.0: "send neither RTP nor RTCP"
+            return
+        try:
+            self.rtcp.sendto(data, self.rtcp_remote)
+            self.counters["rtcp_sent"] += 1
+        except OSError as exc:
+            log.debug("RTCP send failed: %s", exc)
 
     def on_sip_info(self, content_type: str, body: bytes) -> None:
         """DTMF by SIP INFO (application/dtmf-relay), as some gateways send it."""
@@ -336,4 +392,13 @@ class MediaSession:
         j = self.jitter
         return {**self.counters, "lost": j.lost if j else 0, "late": j.late if j else 0,
                 "duplicates": j.duplicates if j else 0, "jitter_ms": round(j.jitter_ms, 2) if j else 0.0,
-                "delay_ms": round(j.delay_ms, 1) if j else 0.0, "codec": self.codec.name if self.codec else ""}
+                "delay_ms": round(j.delay_ms, 1) if j else 0.0, "codec": self.codec.name if self.codec else "",
+                **self.rtcp_state.stats()}
+
+
+def _unspecified(address: str) -> bool:
+    """0.0.0.0 / :: (RFC 2543 hold): nowhere to send to (a send there would reach this host)."""
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:  # a host name: no RTCP rather than a blocking lookup on the media clock
+        return True

@@ -236,6 +236,29 @@ def bench_burst(ctx: click.Context, calls: int, seconds: float, capacity: int, o
     click.echo(f"wrote {write_json(result, json_path)}")
 
 
+@bench.command("fuzz")
+@click.option("--examples", default=20_000, show_default=True, help="generated inputs per parser")
+@click.option("--datagrams", default=20_000, show_default=True, help="mutated SIP datagrams at a live sipd")
+@click.option("--seed", default=None, type=int, help="hypothesis seed, to repeat a run")
+@click.option("--json", "json_path", default="bench-results/fuzz.json", show_default=True, help="JSON output file")
+def bench_fuzz(examples: int, datagrams: int, seed: int | None, json_path: str) -> None:
+    """The SIP, SDP, digest, RTP, RTCP and RFC 4733 parsers fed generated input (hypothesis):
+    parsed or the parser's own error, never a crash; then a live sipd fed mutated datagrams."""
+    try:
+        import hypothesis  # noqa: F401 (only: is it installed)
+    except ImportError:
+        raise click.ClickException("bench fuzz needs hypothesis (a test extra): "
+                                   ".venv/bin/pip install 'hypothesis>=6.100', or run scripts/test once") from None
+    from ..bench import fuzz
+
+    click.echo(f"bench fuzz: {examples} inputs x {len(fuzz.TARGETS)} parsers, then {datagrams} datagrams at sipd ...")
+    result = fuzz.run(examples=examples, datagrams=datagrams, seed=seed)
+    click.echo(fuzz.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+    if result["crashes"] or result["sipd"]["call_after"] != "ok" or result["sipd"]["tracebacks"]:
+        raise SystemExit(1)
+
+
 @bench.command("conversations")
 @click.option("--dir", "directory", default=None, type=click.Path(exists=True, file_okay=False),
               help="caller files (*.toml) [default: the shipped ones, appliance/bench/conversations]")

@@ -93,6 +93,8 @@ class Call:
         self.transfer_pending = False
         self.on_transfer_failed = None  # sipd's own fallback waits on its transfer this way
         self.held = False
+        self.rseq = 0  # our reliable 180's RSeq (RFC 3262), when the caller requires 100rel
+        self.reliable_1xx: Reliable2xx | None = None
         self.overflow = False  # answered only for sip.overflow's announcement: no agent, no bus events
 
     # -- helpers -------------------------------------------------------------------------
@@ -116,9 +118,30 @@ class Call:
 
     # -- answering -------------------------------------------------------------------------
     def ring(self, answer_timeout: float) -> None:
-        self.invite_st.respond(make_response(self.invite, 180, to_tag=self.dialog.local_tag,
-                                             headers=[("Contact", self.dialog.local_contact)]))
+        """180 Ringing while agentd decides; reliably (RFC 3262: RSeq, resent until its PRACK)
+        when the caller requires 100rel, as gateways toward the PSTN often do."""
+        headers = [("Contact", self.dialog.local_contact)]
+        if self.requires_100rel:
+            self.rseq = secrets.randbelow(2**31 - 1) + 1
+            headers += [("Require", "100rel"), ("RSeq", str(self.rseq))]
+        ringing = make_response(self.invite, 180, to_tag=self.dialog.local_tag, headers=headers)
+        self.invite_st.respond(ringing)
+        if self.requires_100rel:
+            self.reliable_1xx = Reliable2xx(self.ep.layer, ringing, self.peer)  # the same retransmission rules
         self._answer_timer = self.ep.loop.call_later(answer_timeout, self._unanswered)
+
+    @property
+    def requires_100rel(self) -> bool:
+        return any(t.strip().lower() == "100rel" for v in self.invite.headers.get_all("Require") for t in v.split(","))
+
+    def _prack(self, req: Request, st: ServerTransaction) -> None:
+        """A PRACK stops our reliable 180 if its RAck names it (RSeq, CSeq, INVITE); else 481."""
+        rack = (req.headers.get("RAck") or "").split()
+        if self.reliable_1xx is None or len(rack) != 3 or rack[0] != str(self.rseq) or rack[2].upper() != "INVITE":
+            st.respond(make_response(req, 481, "No Matching Provisional Response"))
+            return
+        self.reliable_1xx.ack()
+        st.respond(make_response(req, 200))
 
     def _unanswered(self) -> None:
         if self.state == "incoming":
@@ -130,6 +153,8 @@ class Call:
             raise RuntimeError(f"call is {self.state}, cannot answer")
         if self._answer_timer:
             self._answer_timer.cancel()
+        if self.reliable_1xx is not None:  # the final response supersedes the 180 (it carried no offer)
+            self.reliable_1xx.ack()
         headers = [("Contact", self.dialog.local_contact), ("Allow", self.ep.allow),
                    ("Supported", "timer, replaces"), ("Content-Type", "application/sdp")]
         self._session_timer_headers(self.invite, headers)
@@ -269,7 +294,9 @@ class Call:
             st.respond(make_response(req, 200, headers=[("Contact", self.dialog.local_contact)]))
         elif method == "NOTIFY":
             self._notify(req, st)
-        elif method in ("INFO", "PRACK", "OPTIONS"):
+        elif method == "PRACK":
+            self._prack(req, st)
+        elif method in ("INFO", "OPTIONS"):
             st.respond(make_response(req, 200))
             if method == "INFO":
                 self.media.on_sip_info(req.headers.get("Content-Type") or "", req.body)
@@ -347,6 +374,8 @@ class Call:
         for h in (self._expiry, self._answer_timer):
             if h:
                 h.cancel()
+        if self.reliable_1xx is not None:
+            self.reliable_1xx.ack()  # stop resending the 180
         with call_context(self.id):
             metrics = {**self.media.stats(), "duration_s": round(time.monotonic() - self.started, 2)}
             self.media.close()

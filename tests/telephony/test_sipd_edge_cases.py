@@ -114,8 +114,10 @@ def test_rtp_from_another_port_cannot_take_over_the_call(sipd):
     uac.rtp.sendto(pkt, ("127.0.0.1", port))  # the real caller latches
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     intruder.bind(("127.0.0.1", 0))
+    # another stream (SSRC): only the caller's own stream may move ports (NAT rebinding, test_sipd_network)
+    foreign = RtpPacket(payload_type=0, sequence=2, timestamp=320, ssrc=666, payload=b"\xff" * 160).serialize()
     for _ in range(20):
-        intruder.sendto(pkt, ("127.0.0.1", port))
+        intruder.sendto(foreign, ("127.0.0.1", port))
     intruder.settimeout(0.5)
     with pytest.raises(socket.timeout):
         intruder.recv(2048)  # the agent's audio never goes to the intruder

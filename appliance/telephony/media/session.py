@@ -41,6 +41,7 @@ log = logging.getLogger("appliance.sipd")
 SILENCE16 = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 NO_MEDIA_TIMEOUT_S = 30.0
 RECV_BATCH = 64
+REBIND_QUIET_S = 0.2  # the latched port silent this long before the same stream may move (NAT)
 
 
 class MediaClock:
@@ -102,6 +103,7 @@ class MediaSession:
         self.dtmf = DtmfReceiver()
         self.remote: tuple[str, int] | None = None
         self.latched = False
+        self.remote_ssrc: int | None = None  # the caller's stream, once its RTP arrives
         self.sending = False
         self.started = False
         self.in_ring: RingWriter | None = None
@@ -110,7 +112,7 @@ class MediaSession:
         self.ts = int.from_bytes(np.random.bytes(4), "big")
         self.ssrc = int.from_bytes(np.random.bytes(4), "big")
         self.last_rtp = time.monotonic()
-        self.counters = {"rx_packets": 0, "tx_packets": 0, "bad_packets": 0, "foreign_packets": 0,
+        self.counters = {"rx_packets": 0, "tx_packets": 0, "bad_packets": 0, "foreign_packets": 0, "rebinds": 0,
                          "rtcp_packets": 0, "rtcp_bad": 0, "rtcp_sent": 0,
                          "frames_in": 0, "frames_out": 0, "agent_frames": 0, "flushed": 0}
         # RFC 7022: a random CNAME per call, so reports name no host or user
@@ -304,7 +306,7 @@ class MediaSession:
             return
         # Media is taken only from the address the SDP named: anyone else who guesses the port
         # is dropped, so a stranger cannot inject audio or steal the agent's voice.
-        if addr[0] != self.neg.remote_address or (self.latched and addr[:2] != self.remote):
+        if addr[0] != self.neg.remote_address:
             self.counters["foreign_packets"] += 1
             return
         try:
@@ -312,11 +314,15 @@ class MediaSession:
         except RtpError:
             self.counters["bad_packets"] += 1
             return
+        if self.latched and addr[:2] != self.remote and not self._rebinds(pkt, addr):
+            self.counters["foreign_packets"] += 1
+            return
         if pkt.payload_type not in (self.neg.codec.payload_type, self.neg.dtmf_payload_type):
             self.counters["bad_packets"] += 1
             return
         if not self.latched:  # symmetric RTP (RFC 4961): answer the port the media comes from
             self.remote, self.latched = addr[:2], True
+        self.remote_ssrc = pkt.ssrc
         self.last_rtp = time.monotonic()
         self.counters["rx_packets"] += 1
         if pkt.payload_type == self.neg.dtmf_payload_type:
@@ -333,6 +339,19 @@ class MediaSession:
                     and self.jitter.received == 0:
                 self.jitter = JitterBuffer(clock_rate=self.neg.codec.clock_rate, frame_samples=len(pkt.payload))
             self.jitter.push(pkt, time.monotonic_ns())
+
+    def _rebinds(self, pkt: RtpPacket, addr) -> bool:
+        """NAT rebinding: the caller's NAT gave its stream a new port (a mapping expired, a
+        router restarted). The same stream (SSRC) from the same address, after the old port has
+        gone quiet, is followed there; a second stream from another port is not."""
+        if pkt.ssrc != self.remote_ssrc or time.monotonic() - self.last_rtp < REBIND_QUIET_S:
+            return False
+        with call_context(self.call_id):
+            log.info("caller's RTP moved from port %d to %d (NAT rebinding): following it", self.remote[1], addr[1])
+        self.remote = addr[:2]
+        self.rtcp_latched = False  # its reports move with it: the next one from the caller's address is followed
+        self.counters["rebinds"] += 1
+        return True
 
     def _on_rtcp(self) -> None:
         for _ in range(RECV_BATCH):

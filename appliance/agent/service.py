@@ -23,8 +23,10 @@ from ..ipc import inspect
 from ..runtime.logs import call_context
 from ..runtime.service import StartupError, make_dir
 from .flow import WITHDRAWN
+from .recordqueue import RETRY_S, QueuedRecords
 
 log = logging.getLogger("appliance.agentd")
+RECORDS_BUSY_MS = 250  # wait this long for a locked records file, then queue the write
 # MiniLM cosine above which an utterance is taken as an intent: on the receptionist's intents,
 # 0.38 classified 18/20 held-out phrasings and rejected every unrelated one; 0.5 only 15/20.
 INTENT_THRESHOLD = 0.4
@@ -70,28 +72,6 @@ class BusIo:
                                    timeout=0.5)
 
 
-class SafeRecords:
-    """Call records that never take a call down: a failed write (disk full, a locked file) is
-    logged and counted, and the conversation goes on."""
-
-    def __init__(self, records):
-        self._records = records
-        self.failures = 0
-
-    def __getattr__(self, name):
-        method = getattr(self._records, name)
-
-        def safe(*args, **kwargs):
-            try:
-                return method(*args, **kwargs)
-            except Exception as exc:
-                self.failures += 1
-                log.error("call record %s failed: %s", name, exc)
-                return None
-
-        return safe
-
-
 class AgentService:
     """The agentd component (runtime.service.Component)."""
 
@@ -127,7 +107,9 @@ class AgentService:
         loop = asyncio.get_running_loop()
         self.brains = await loop.run_in_executor(None, self._load_brains)
         make_dir("paths.state_dir", self.config.paths.state_dir)  # 0750: call records are private
-        self.records = SafeRecords(CallRecords(Path(self.config.paths.state_dir) / "calls.db"))
+        # A short busy timeout: a locked file must not stall the calls' event loop (its writes queue)
+        self.records = QueuedRecords(CallRecords(Path(self.config.paths.state_dir) / "calls.db",
+                                                 busy_timeout_ms=RECORDS_BUSY_MS))
         run = self.config.paths.run_dir
         self.sipd = ControlClient(runtime.ctx, endpoints.control(run, "sipd"))
         self.ttsd = ControlClient(runtime.ctx, endpoints.control(run, "ttsd"))
@@ -135,7 +117,8 @@ class AgentService:
         self.sub = Subscriber(runtime.ctx, [endpoints.events(run, s) for s in ("sipd", "asrd", "ttsd")],
                               ["call.", "speech.", "asr.", "tts."])
         self.tasks = [asyncio.create_task(self._events(), name="events"),
-                      asyncio.create_task(self._prepare_voice(), name="prepare-voice")]
+                      asyncio.create_task(self._prepare_voice(), name="prepare-voice"),
+                      asyncio.create_task(self._flush_records(), name="records")]
         await self._rebuild()
 
     async def _prepare_voice(self, tries: int = 30) -> None:
@@ -299,6 +282,12 @@ class AgentService:
             if conv is not None:
                 await conv.on_event(msg)
 
+    async def _flush_records(self) -> None:
+        """Queued record writes (the file was full or locked) go in as soon as it takes them."""
+        while True:
+            await asyncio.sleep(RETRY_S)
+            self.records.flush()
+
     async def _rebuild(self) -> None:
         """After a restart: calls still up (a live in-ring) get their conversation back from the record."""
         from .conversation import History
@@ -312,7 +301,9 @@ class AgentService:
                     self._end_record(cid, "error", "agentd was down when the call ended")
                 continue
             history = History()
-            for turn in self.records.conversation(cid) or []:
+            turns = self.records.conversation(cid) or []
+            self.records.start_turns_at(cid, len(turns))
+            for turn in turns:
                 if turn.role == "caller":
                     history.caller(turn.text)
                 elif turn.role == "agent":

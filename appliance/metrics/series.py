@@ -135,7 +135,11 @@ CATALOGUE: tuple[Series, ...] = (
     Series("appliance_tool_call_duration_seconds", "histogram", "agentd", "tool call time including retries, "
            "by tool", ("tool",)),
     Series("appliance_call_record_failures_total", "counter", "agentd", "call record writes that failed "
-           "(the call went on)"),
+           "when first tried (the call went on; a full or locked file's writes are queued, not lost)"),
+    Series("appliance_call_record_queued", "gauge", "agentd", "call record writes waiting for the records file "
+           "to take them (full disk, locked file); 0 when it is writable"),
+    Series("appliance_call_record_dropped_total", "counter", "agentd", "queued call record writes given up: "
+           "wrong on replay, or beyond the queue's bound"),
     Series("appliance_agent_control_errors_total", "counter", "agentd", "control requests from agentd to sipd "
            "or ttsd that failed or timed out"),
 )
@@ -333,6 +337,8 @@ class AgentMetrics:
         yield _one("appliance_agent_conversations", len(svc.conversations))
         records = getattr(svc, "records", None)
         yield _one("appliance_call_record_failures_total", getattr(records, "failures", 0) if records else 0)
+        yield _one("appliance_call_record_queued", len(getattr(records, "queue", ())) if records else 0)
+        yield _one("appliance_call_record_dropped_total", getattr(records, "dropped", 0) if records else 0)
         yield _one("appliance_agent_control_errors_total", svc.counters.get("control_errors", 0))
 
 

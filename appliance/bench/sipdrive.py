@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -67,8 +68,12 @@ class Service:
 
     def start(self, timeout: float = 60.0, wait_ready: bool = True):
         self.log = open(Path(self.sandbox["root"]) / f"{self.name}.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", f"appliance.services.{self.name}", "--config", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # APPLIANCE_SERVICE_WRAP: a command the service runs under, "{service}" its name (the tests
+        # run services inside their systemd unit's system call filter this way)
+        wrap = os.environ.get("APPLIANCE_SERVICE_WRAP", "")
+        prefix = shlex.split(wrap.format(service=self.name)) if wrap else []
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", f"appliance.services.{self.name}",
+                                      "--config", str(self.config)], stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_ready:
             return self
         deadline = time.monotonic() + timeout

@@ -259,6 +259,28 @@ def bench_fuzz(examples: int, datagrams: int, seed: int | None, json_path: str) 
         raise SystemExit(1)
 
 
+@bench.command("soak")
+@click.option("--minutes", default=60.0, show_default=True, help="how long to keep calls going")
+@click.option("--calls", default=2, show_default=True, help="calls at a time")
+@click.option("--sample-s", default=30.0, show_default=True, help="seconds between RSS/fd samples")
+@click.option("--window-min", default=10.0, show_default=True, help="turn latency p95 per this many minutes")
+@click.option("--json", "json_path", default="bench-results/soak.json", show_default=True, help="JSON output file")
+@click.pass_context
+def bench_soak(ctx: click.Context, minutes: float, calls: int, sample_s: float, window_min: float,
+               json_path: str) -> None:
+    """Calls for a long while (random callers who talk, barge in and hang up): failed calls, each
+    service's memory and file descriptors over time, turn p95 per window."""
+    from ..bench import soak
+
+    config = load_config(ctx)
+    click.echo(f"bench soak: {calls} call(s) at a time for {minutes:g} min through the whole appliance ...")
+    result = soak.run(config, minutes=minutes, calls=calls, sample_s=sample_s, window_min=window_min)
+    click.echo(soak.render(result))
+    click.echo(f"wrote {write_json(result, json_path)}")
+    if result["failed_calls"] or not all(result["alive"].values()):
+        raise SystemExit(1)
+
+
 @bench.command("conversations")
 @click.option("--dir", "directory", default=None, type=click.Path(exists=True, file_okay=False),
               help="caller files (*.toml) [default: the shipped ones, appliance/bench/conversations]")

@@ -18,6 +18,7 @@ from typing import Callable
 
 from .rtp import ReportBlock, SenderInfo, build_rtcp, ntp_timestamp, parse_rtcp
 
+SRS_KEPT = 8  # our last SRs a peer's LSR may name (reports every ~5 s: the last ~40 s)
 RTCP_INTERVAL_S = 5.0  # RFC 3550 §6.2 minimum; randomised ×0.5–1.5, the first one halved
 _RTT_SLACK = 66  # ~1 ms in 1/65536 s: DLSR is truncated, so a LAN RTT may come out a hair below 0
 
@@ -83,6 +84,11 @@ class RtcpState:
         self.rtt_s: float | None = None  # the last round trip measured
         self.most_lost = 0  # highest cumulative loss the peer reported: never goes back
         self._marks = (0, 0)  # packets sent at the last two reports (§6.4: SR if we sent since the one before)
+        # Our recent SRs: their NTP middle (the LSR a peer echoes) -> when we sent them (monotonic
+        # ns). The round trip is measured on the monotonic clock, so a wall-clock step (NTP, an
+        # admin's date) between our SR and the peer's report cannot make it negative or huge,
+        # and an LSR that is not one of ours measures nothing.
+        self._sent_srs: dict[int, int] = {}
 
     def sent(self, payload_octets: int) -> None:
         self.packets += 1
@@ -112,11 +118,14 @@ class RtcpState:
         sender = None
         if self.packets > self._marks[0]:
             sender = SenderInfo(ntp_timestamp(wall), rtp_ts, self.packets, self.octets)
+            self._sent_srs[ntp_middle(sender.ntp_timestamp)] = now_ns
+            while len(self._sent_srs) > SRS_KEPT:
+                del self._sent_srs[next(iter(self._sent_srs))]
         self._marks = (self._marks[1], self.packets)
         self._schedule(now_ns)
         return build_rtcp(self.ssrc, self.cname, [block] if block is not None else [], sender, bye)
 
-    def receive(self, data: bytes, now_ns: int, wall: float, clock_rate: int) -> float | None:
+    def receive(self, data: bytes, now_ns: int, clock_rate: int) -> float | None:
         """Read the peer's compound packet (``RtpError`` if malformed); returns the round trip
         it measured, if any."""
         rtt = None
@@ -130,10 +139,18 @@ class RtcpState:
                     continue
                 self.far_end = FarEnd(b.loss_fraction, b.cumulative_lost, b.jitter_ms(clock_rate))
                 self.most_lost = max(self.most_lost, b.cumulative_lost)
-                measured = rtt_seconds(ntp_middle(ntp_timestamp(wall)), b.lsr, b.dlsr)
+                measured = self._round_trip(b.lsr, b.dlsr, now_ns)
                 if measured is not None:
                     rtt = self.rtt_s = measured
         return rtt
+
+    def _round_trip(self, lsr: int, dlsr: int, now_ns: int) -> float | None:
+        """§6.4.1's arrival − LSR − DLSR, with "LSR" read as when we sent that SR (monotonic)."""
+        sent_ns = self._sent_srs.get(lsr) if lsr else None
+        if sent_ns is None:
+            return None
+        elapsed = dlsr_units((now_ns - sent_ns) / 1e9)  # since our SR, in the LSR's unit (1/65536 s)
+        return rtt_seconds((lsr + elapsed) & 0xFFFFFFFF, lsr, dlsr)
 
     def stats(self) -> dict:
         """The far end's view, for the call's stats: absent until it reported (a PBX that

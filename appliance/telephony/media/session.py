@@ -370,7 +370,7 @@ class MediaSession:
             return
         self.counters["rtcp_packets"] += 1
         try:
-            rtt = self.rtcp_state.receive(data, time.monotonic_ns(), time.time(), self.neg.codec.clock_rate)
+            rtt = self.rtcp_state.receive(data, time.monotonic_ns(), self.neg.codec.clock_rate)
         except (RtpError, struct.error):
             self.counters["rtcp_bad"] += 1
             return

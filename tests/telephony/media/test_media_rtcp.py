@@ -87,7 +87,7 @@ def test_two_states_measure_the_round_trip_and_see_each_others_loss():
     assert c.cnames == {0xA: "a@x"} and a.next_ns == int(7.5 * S)
 
     t_b = 2.5 + 0.025  # arrives at B
-    assert b.receive(sr, int(t_b * S), wall0 + t_b, 8000) is None  # an SR with no block about B
+    assert b.receive(sr, int(t_b * S), 8000) is None  # an SR with no block about B
     lsr, dlsr = b.lsr_dlsr(int((t_b + 0.3) * S))
     assert lsr == ntp_middle(ntp_timestamp(wall0 + 2.5)) and dlsr == dlsr_units(0.3)
     block = ReportBlock(0xA, fraction_lost=64, cumulative_lost=25, highest_seq=70099, jitter=80, lsr=lsr, dlsr=dlsr)
@@ -95,7 +95,7 @@ def test_two_states_measure_the_round_trip_and_see_each_others_loss():
     assert parse_rtcp(rr).reports[0].sender_info is None  # B sent no RTP: an RR
 
     t_a = t_b + 0.3 + 0.025
-    rtt = a.receive(rr, int(t_a * S), wall0 + t_a, 8000)
+    rtt = a.receive(rr, int(t_a * S), 8000)
     assert rtt == pytest.approx(0.050, abs=1e-3)
     assert a.stats() == {"remote_loss": 0.25, "remote_lost": 25, "remote_jitter_ms": 10.0,
                          "rtt_ms": pytest.approx(50.0, abs=1)}
@@ -114,12 +114,12 @@ def test_sr_while_sending_rr_after_two_silent_reports():
 def test_malformed_looped_and_foreign_reports():
     st = RtcpState(7, "me")
     with pytest.raises(RtpError):
-        st.receive(b"\x80\xc8\x00\x06garbage", 0, 0.0, 8000)
+        st.receive(b"\x80\xc8\x00\x06garbage", 0, 8000)
     # our own report looped back says nothing about the far end
     own = build_rtcp(7, "me", [ReportBlock(7, 255, 99, 1, 1, 1, 1)], SenderInfo(1 << 32, 0, 1, 1))
-    assert st.receive(own, 0, 0.0, 8000) is None and st.far_end is None and st.peer_sr is None
+    assert st.receive(own, 0, 8000) is None and st.far_end is None and st.peer_sr is None
     # a block about some other source is not about us
-    assert st.receive(build_rtcp(9, "p", [ReportBlock(8, 255, 99, 1, 1)]), 0, 0.0, 8000) is None
+    assert st.receive(build_rtcp(9, "p", [ReportBlock(8, 255, 99, 1, 1)]), 0, 8000) is None
     assert st.stats() == {}
 
 
@@ -219,3 +219,18 @@ def test_a_session_reports_reads_reports_counts_garbage_and_says_bye(shm_dir):
 
     asyncio.run(run())
 
+
+
+def test_the_round_trip_is_timed_on_the_monotonic_clock_so_a_wall_clock_step_cannot_bend_it():
+    """Our SR carries the wall clock (NTP); the round trip is measured from when we *sent* the
+    SR the peer echoes (monotonic), so the wall clock stepping an hour (NTP, an admin's date)
+    between the SR and the report changes nothing, and an LSR that is not ours measures nothing."""
+    a = RtcpState(0xA, "a@x", rand=lambda: 0.5)
+    a.sent(160)
+    sr = a.report(int(1 * S), 1_700_000_000.0, 0, None)
+    lsr = ntp_middle(parse_rtcp(sr).reports[0].sender_info.ntp_timestamp)
+    # meanwhile the wall clock is stepped back an hour; the peer answers 0.2 s after our SR reached it
+    rr = build_rtcp(0xB, "b", [ReportBlock(0xA, 0, 0, 1, 0, lsr=lsr, dlsr=dlsr_units(0.2))])
+    assert a.receive(rr, int(1.25 * S), 8000) == pytest.approx(0.05, abs=1e-3)
+    stranger = build_rtcp(0xB, "b", [ReportBlock(0xA, 0, 0, 1, 0, lsr=lsr ^ 0x5555, dlsr=0)])
+    assert a.receive(stranger, int(1.3 * S), 8000) is None

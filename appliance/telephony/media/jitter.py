@@ -110,8 +110,11 @@ class JitterBuffer:
         self._expected_prior = 0
         self._received_prior = 0
 
-    def push(self, packet: RtpPacket, arrival_ns: int) -> None:
-        """Add a received packet (arrival_ns on the same monotonic clock as pop's now_ns)."""
+    def push(self, packet: RtpPacket, arrival_ns: int, audio: bool = True) -> None:
+        """Add a received packet (arrival_ns on the same monotonic clock as pop's now_ns).
+        ``audio=False``: an RFC 4733 event sharing the stream's sequence numbers; it holds its
+        slot (played as silence, "event") so a key press is not counted as packet loss, and its
+        timestamp (the event's start, repeated) stays out of the jitter estimate."""
         if packet.ssrc != self._ssrc:
             if self._ssrc is not None:
                 self.resyncs += 1
@@ -139,12 +142,13 @@ class JitterBuffer:
         # RFC 3550 §6.4.1 interarrival jitter (timestamp units), over every packet in arrival
         # order, late ones included: they are the very evidence that the delay is too small.
         arrival = arrival_ns * self._ns_to_ticks
-        if self._last_arrival is not None:
-            ts_delta = ((packet.timestamp - self._last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            d = (arrival - self._last_arrival) - ts_delta
-            self._jitter += (abs(d) - self._jitter) / 16.0
-        self._last_arrival = arrival
-        self._last_ts = packet.timestamp
+        if audio:
+            if self._last_arrival is not None:
+                ts_delta = ((packet.timestamp - self._last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+                d = (arrival - self._last_arrival) - ts_delta
+                self._jitter += (abs(d) - self._jitter) / 16.0
+            self._last_arrival = arrival
+            self._last_ts = packet.timestamp
 
         if ext < self._next:
             if ext in self._seen:
@@ -162,13 +166,14 @@ class JitterBuffer:
             # (the natural moment to change the delay: nothing audible is cut).
             self._playing = False
             self._skip(ext - self._next)
-        self._slots[ext] = (packet.payload, arrival_ns)
+        self._slots[ext] = (packet.payload if audio else None, arrival_ns)
         if ext > self._highest:
             self._highest = ext
 
     # ------------------------------------------------------------------ output
     def pop(self, now_ns: int) -> tuple[bytes | None, str]:
-        """The next frame: (payload, "ok"), (None, "lost") or (None, "empty")."""
+        """The next frame: (payload, "ok"), (None, "lost"), (None, "event": a key press held
+        this slot) or (None, "empty")."""
         if self._next is None:
             return None, "empty"
         target = self._target()
@@ -227,6 +232,8 @@ class JitterBuffer:
             self.lost += 1
             return None, "lost"
         self._seen.add(seq)
+        if slot[0] is None:
+            return None, "event"
         wait_ms = (now_ns - slot[1]) / 1e6
         self.wait_ms += (wait_ms - self.wait_ms) / 16.0
         return slot[0], "ok"

@@ -220,7 +220,7 @@ class MediaSession:
             payload, status = self.jitter.pop(now_ns)
             if payload is not None:
                 pcm = codec.decode(payload)
-            elif status == "lost":
+            elif status in ("lost", "event"):  # a key press sent instead of audio: silence too
                 pcm = np.zeros(self.jitter.frame_samples * codec.rate // codec.codec.clock_rate, dtype=np.int16)
             else:  # not started, or underrun: the caller is silent as far as we can tell
                 break
@@ -333,6 +333,7 @@ class MediaSession:
                 return
             if digit is not None:
                 self._dtmf(*digit)
+            self.jitter.push(pkt, time.monotonic_ns(), audio=False)  # its sequence number is no loss
         else:
             # every codec here carries one payload byte per RTP tick (telephony/codecs.py): size = duration
             if len(pkt.payload) != self.jitter.frame_samples and 40 <= len(pkt.payload) <= 480 \

@@ -224,3 +224,23 @@ def test_talkspurt_first_packet_lost():
     assert played(out) == [i for i in range(100) if i != 50]
     assert out[101] == (51, "ok")
     assert jb.lost == 1
+
+
+def test_a_key_press_holds_its_sequence_numbers_it_is_silence_not_loss():
+    """RFC 4733 events share the audio's sequence numbers (and repeat the event's start
+    timestamp): their slots play as "event" silence, never count as lost, and leave the jitter
+    estimate alone."""
+    jb = JitterBuffer()
+    out = []
+    for i in range(30):
+        now = i * FRAME
+        p = pkt(i)
+        if 10 <= i < 14:  # a key press instead of audio: same stream, timestamp of the event's start
+            jb.push(RtpPacket(101, p.sequence, 160 * 10, p.ssrc, b"\x05\x0a\x00\xa0"), now, audio=False)
+        else:
+            jb.push(p, now)
+        out.append(jb.pop(now + 10 * MS)[1])
+    assert out.count("event") == 4 and "lost" not in out
+    assert jb.lost == 0 and jb.jitter_ms < 1.0
+    block = jb.report_block()
+    assert block.cumulative_lost == 0 and block.fraction_lost == 0

@@ -127,12 +127,12 @@ def no_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def start_baresip(workdir: Path, port: int, seconds: float) -> subprocess.Popen:
+def start_baresip(workdir: Path, port: int, seconds: float, caller: str = "+15557654321") -> subprocess.Popen:
     """baresip dialling the appliance with ``workdir/caller.wav`` as its microphone and a
     recording of what it hears in ``workdir/dump-*-dec.wav``; it hangs up after ``seconds``."""
     if shutil.which("baresip") is None:
         raise RuntimeError("baresip is not installed (Debian package baresip; scripts/test installs it)")
-    baresip_config(workdir)
+    baresip_config(workdir, caller=caller)
     return subprocess.Popen(["baresip", "-f", str(workdir), "-e", f"/dial sip:agent@127.0.0.1:{port}",
                              "-t", str(int(seconds + 1))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=workdir, preexec_fn=no_core_dumps)

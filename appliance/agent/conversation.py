@@ -154,6 +154,7 @@ class Conversation:
         self.pause_guard: asyncio.TimerHandle | None = None
         self.listening_utterance: int | None = None
         self.speaking_utterance: int | None = None  # the caller's utterance in progress (started, not stopped)
+        self.caller_started: SpeechStarted | None = None  # its start, for a barge-in armed when our audio starts
         self.no_input_task: asyncio.Task | None = None
         self.timing = TurnTiming()
         self._primed = ("", "")  # the last (slot, prompt) asrd was told to expect
@@ -209,12 +210,13 @@ class Conversation:
                 self.held_timer.cancel()
                 self.held_timer = None
             self.listening_utterance = self.speaking_utterance = msg.utterance
+            self.caller_started = msg
             if self.speaking is not None and self.speaking.playing:
                 self._arm_barge_in(msg)
         elif isinstance(msg, SpeechStopped):
             if msg.utterance == self.listening_utterance:
                 self._disarm_barge_in()  # it ended before the barge-in threshold: a cough, a click
-                self.speaking_utterance = None
+                self.speaking_utterance = self.caller_started = None
             if self.paused_by == msg.utterance:
                 if msg.reason == "too-short":
                     await self._resume("too short to be words")
@@ -268,6 +270,11 @@ class Conversation:
             self._arm_no_input()
         elif isinstance(msg, TtsStarted):
             if self.speaking is not None and msg.turn == self.speaking.turn:
+                if not self.speaking.playing and self.caller_started is not None and self.barge_timer is None:
+                    # The caller started talking just before our audio did (the two events come
+                    # from different services, in either order): it is speech over the agent too.
+                    self.speaking.playing = True
+                    self._arm_barge_in(self.caller_started)
                 self.speaking.playing = True
                 if not self.timing.first_audio_ns and self.timing.first_say_ns:
                     self.timing.first_audio_ns = msg.ts_ns

@@ -66,6 +66,7 @@ class StandInLine:
         self.run_dir, self.shm_dir = str(run_dir), str(shm_dir)
         Path(self.run_dir).mkdir(parents=True, exist_ok=True)
         self.seconds_per_char = seconds_per_char
+        self.first_audio_s = 0.0  # how long "ttsd" takes from a say to its tts.started
         self.transfer_result = transfer_result
         self.calls: dict[str, CallLog] = defaultdict(CallLog)
         self.writers: dict[str, RingWriter] = {}
@@ -121,7 +122,8 @@ class StandInLine:
         playing = self.playing.get(msg.call_id)
         if playing is None or playing[0] != msg.turn:
             self.playing[msg.call_id] = (msg.turn, time.monotonic(), msg.text)
-            self.pub["ttsd"].publish(TtsStarted(call_id=msg.call_id, turn=msg.turn, seq=0, latency_ms=1.0))
+            started = TtsStarted(call_id=msg.call_id, turn=msg.turn, seq=0, latency_ms=1.0)
+            self.loop.call_later(self.first_audio_s, self.pub["ttsd"].publish, started)
         else:
             self.playing[msg.call_id] = (msg.turn, playing[1], playing[2] + " " + msg.text)
         if msg.last:

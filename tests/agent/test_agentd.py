@@ -171,6 +171,21 @@ def test_a_long_mhm_okay_or_right_over_the_agent_pauses_it_and_it_goes_on(agentd
     assert not first.interrupted and first.heard_text == line.calls["c5b"].turns()[greeting]
 
 
+def test_a_caller_who_starts_talking_just_before_the_agents_audio_still_pauses_it(agentd, line, sandbox):
+    """speech.started (asrd) and tts.started (ttsd) come from two services in either order: a
+    caller who starts a moment before the agent's first audio is talking over the agent too."""
+    line.seconds_per_char = 0.08
+    line.first_audio_s = 0.4
+    agentd()
+    line.start_call("c5x")
+    line.wait(lambda: line.calls["c5x"].says, what="the greeting to be asked for")
+    u, start = line.caller_starts_talking("c5x")  # before ttsd says its audio started
+    time.sleep(1.0)
+    line.wait(lambda: line.calls["c5x"].pauses, timeout=5, what="a pause")
+    line.caller_stops("c5x", u, start, "Okay.")
+    line.wait(lambda: line.calls["c5x"].resumes, timeout=5, what="the agent to go on")
+
+
 def _talk_over_the_greeting(agentd, line, call_id: str, seconds: float) -> tuple[int, int]:
     """A call whose greeting plays slowly, and a caller who talks over it for ``seconds``: the
     agent pauses (not stops) for them. Returns the utterance and its start, for caller_stops."""

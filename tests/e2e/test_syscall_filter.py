@@ -21,13 +21,20 @@ UNITS = ROOT / "systemd"
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze's tables")
 
 
+def _need_seccomp() -> None:
+    try:
+        import pyseccomp  # noqa: F401  (loads libseccomp)
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"needs pyseccomp and libseccomp: {exc}")
+
+
 def _under(unit: str, code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RUNNER), str(UNITS / unit), "--", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=60)
 
 
 def test_the_filter_is_live_a_privileged_call_is_refused_with_eperm():
-    pytest.importorskip("pyseccomp")
+    _need_seccomp()
     for unit in sorted(p.name for p in UNITS.glob("appliance-*.service")):
         out = _under(unit, "import os\ntry:\n    os.chroot('/')\nexcept PermissionError as e:\n    print('refused', e.errno)\n")
         assert out.returncode == 0 and out.stdout.strip() == "refused 1", (unit, out.stdout, out.stderr)
@@ -36,7 +43,7 @@ def test_the_filter_is_live_a_privileged_call_is_refused_with_eperm():
 
 @pytest.fixture
 def inside_the_units_filters(monkeypatch):
-    pytest.importorskip("pyseccomp")
+    _need_seccomp()
     monkeypatch.setenv("APPLIANCE_SERVICE_WRAP",
                        f"{sys.executable} {RUNNER} {UNITS}/appliance-{{service}}.service --")
 

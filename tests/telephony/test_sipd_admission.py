@@ -19,7 +19,7 @@ from test_sipd_hostile import ask, request
 from appliance.bench import burst
 from appliance.bus import endpoints
 from appliance.bus.control import ControlServer
-from appliance.bus.messages import CallAnswered, ServiceStatus, StatusRequest
+from appliance.bus.messages import CallAnswered, CallHangup, ServiceStatus, StatusRequest
 from appliance.config import load, parse
 from appliance.telephony import admission
 from appliance.telephony.admission import UNMEASURED_CALLS, Admission, capacity_path, write_capacity
@@ -154,7 +154,7 @@ def test_while_turns_are_over_the_target_new_calls_get_the_overflow(sandbox, tmp
     try:
         time.sleep(0.3)
         held = sipp("uac_echo.xml", sipd.port, background=True, cwd=str(tmp_path), keys={"codec_pt": 0},
-                    extra=["-d", "8000"])
+                    extra=["-d", "60000"])  # held until the test hangs it up
         events.collect(until=lambda e: isinstance(e, CallAnswered), timeout=10)
         assert ask(udp, sipd.port, request("OPTIONS")).status == 200  # 1 of 4, turns at 400 ms
         agentd.p95 = 2500.0
@@ -166,6 +166,7 @@ def test_while_turns_are_over_the_target_new_calls_get_the_overflow(sandbox, tmp
         agentd.p95 = None  # the slow minute has passed
         assert _until(lambda: not sipd.status().details["overloaded"])
         assert ask(udp, sipd.port, request("OPTIONS")).status == 200
+        sipd.control(CallHangup(call_id=events.of(CallAnswered)[0].call_id))
         held.communicate(timeout=30)
         assert "turn p95 2500 ms is over sip.turn_p95_target_ms" in sipd.output()
     finally:

@@ -64,6 +64,8 @@ class QueuedRecords:
         return bool(self.queue)
 
     def _write(self, name: str, args: tuple, kwargs: dict) -> Any:
+        if name == "end_call":  # no more turns for it: its index is not kept (a long-running agentd)
+            self._next_turn.pop(_call_id(args, kwargs), None)
         self.flush()
         if not self.queue:
             try:

@@ -92,3 +92,17 @@ def test_the_configs_codec_names_are_the_registrys():
 
     meta = SipConfig.__dataclass_fields__["codecs"].metadata
     assert set(meta["each"]) == set(CODECS) and set(SipConfig().codecs) == set(CODECS)
+
+
+def test_one_class_per_name_across_the_package():
+    """One name per concept: no two modules define a class of the same name (a reader seeing
+    ``Transfer`` must not have to ask which of three)."""
+    import ast
+    from collections import defaultdict
+
+    where: dict[str, list[str]] = defaultdict(list)
+    for path in sorted((ROOT / "appliance").rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                where[node.name].append(str(path.relative_to(ROOT)))
+    assert {name: files for name, files in where.items() if len(files) > 1} == {}

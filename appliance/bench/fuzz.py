@@ -48,7 +48,7 @@ _DTMF = rtp.dtmf_payload(5, True, 10, 1280)
 
 
 @dataclass(frozen=True)
-class Target:
+class FuzzTarget:
     name: str
     parse: Callable[[bytes], object]
     error: type[Exception]  # the one exception the parser may raise for bad input
@@ -69,12 +69,12 @@ def _digest(data: bytes):
 
 
 TARGETS = (
-    Target("sip", parse_sip, SipParseError, (_INVITE.encode(), _RESPONSE.encode())),
-    Target("sdp", _sdp, sdp.SdpError, (_OFFER.encode(),)),
-    Target("digest", _digest, digest.DigestError, (_CHALLENGE.encode(), _AUTHORIZATION.encode()), 600),
-    Target("rtp", rtp.parse, rtp.RtpError, (_RTP, _RTP_EXT), 400),
-    Target("rtcp", rtp.parse_rtcp, rtp.RtpError, (_RTCP,), 400),
-    Target("rfc4733", rtp.parse_dtmf, rtp.RtpError, (_DTMF,), 32),
+    FuzzTarget("sip", parse_sip, SipParseError, (_INVITE.encode(), _RESPONSE.encode())),
+    FuzzTarget("sdp", _sdp, sdp.SdpError, (_OFFER.encode(),)),
+    FuzzTarget("digest", _digest, digest.DigestError, (_CHALLENGE.encode(), _AUTHORIZATION.encode()), 600),
+    FuzzTarget("rtp", rtp.parse, rtp.RtpError, (_RTP, _RTP_EXT), 400),
+    FuzzTarget("rtcp", rtp.parse_rtcp, rtp.RtpError, (_RTCP,), 400),
+    FuzzTarget("rfc4733", rtp.parse_dtmf, rtp.RtpError, (_DTMF,), 32),
 )
 _DELIMITERS = (b":", b"\r\n", b"\n", b";", b",", b"<", b">", b'"', b"=", b"/", b" ", b"\x00", b"\xff", b"\\")
 
@@ -88,7 +88,7 @@ class Outcome:
     crashes: list[str] = field(default_factory=list)  # anything else: "ExceptionType: message <- input"
 
 
-def strategy(target: Target):
+def strategy(target: FuzzTarget):
     """Random bytes, or one of the target's samples mutated a few times."""
     from hypothesis import strategies as st
 
@@ -115,7 +115,7 @@ def strategy(target: Target):
     return st.one_of(st.binary(max_size=target.max_size), mutated())
 
 
-def fuzz(target: Target, examples: int, seed: int | None = None) -> Outcome:
+def fuzz(target: FuzzTarget, examples: int, seed: int | None = None) -> Outcome:
     """``examples`` generated inputs through ``target``; crashes are recorded, not raised."""
     from hypothesis import HealthCheck, given, seed as fixed_seed, settings
 

@@ -28,7 +28,7 @@ def test_a_parser_that_raises_something_else_is_caught():
             raise ValueError("bad")
         return data[5]  # IndexError on short input: the kind of defect fuzzing finds
 
-    target = fuzz.Target("fragile", fragile, ValueError, (bytes(range(40)),), 8)
+    target = fuzz.FuzzTarget("fragile", fragile, ValueError, (bytes(range(40)),), 8)
     out = fuzz.fuzz(target, examples=200, seed=7)
     assert out.crashes and out.crashes[0].startswith("IndexError")
 

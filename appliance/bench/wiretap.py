@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..telephony.media.g711 import alaw_decode, ulaw_decode
-from ..telephony.media.rtp import RtpError, RtpPacket
+from ..telephony.media.rtp import RtpError, RtpPacket, is_rtcp
 
 ETH_P_ALL = 0x0003
 DECODERS = {0: ulaw_decode, 8: alaw_decode}
@@ -62,8 +62,11 @@ class RtpTap:
         sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
         if sport not in self.src_ports:
             return
+        data = bytes(ip[ihl + 8:])
+        if is_rtcp(data):  # sipd's reports, from the odd port of its pair (RFC 5761's demux rule)
+            return
         try:
-            rtp = RtpPacket.parse(bytes(ip[ihl + 8:]))  # sipd's own parser: CSRCs, extension, padding
+            rtp = RtpPacket.parse(data)  # sipd's own parser: CSRCs, extension, padding
         except RtpError:
             return
         self.seqs.append(rtp.sequence)

@@ -132,7 +132,7 @@ class Call:
 
     @property
     def requires_100rel(self) -> bool:
-        return any(t.strip().lower() == "100rel" for v in self.invite.headers.get_all("Require") for t in v.split(","))
+        return "100rel" in self.invite.headers.option_tags("Require")
 
     def _prack(self, req: Request, st: ServerTransaction) -> None:
         """A PRACK stops our reliable 180 if its RAck names it (RSeq, CSeq, INVITE); else 481."""
@@ -235,7 +235,7 @@ class Call:
             return
         interval = int(raw.split(";")[0].strip())
         asked = (raw.split("refresher=")[1].split(";")[0].strip().lower() if "refresher=" in raw else "")
-        supports = "timer" in ",".join(req.headers.get_all("Supported")).replace(" ", "").lower().split(",")
+        supports = "timer" in req.headers.option_tags("Supported")
         self.refresher = "uac" if supports and asked != "uas" else "uas"
         self.session_expires = interval
         headers.append(("Session-Expires", f"{interval};refresher={self.refresher}"))

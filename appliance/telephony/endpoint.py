@@ -54,7 +54,7 @@ class SipEndpoint:
         self.allowed_nets = [ipaddress.ip_network(a, strict=False) for a in s.allow_from]
         self.trunk_nets = [ipaddress.ip_network(a, strict=False) for a in s.trunks]
         self.admission = Admission(config)
-        self.busy_message = None  # sip.overflow = announce: loaded on first use
+        self.busy_message = None  # sip.overflow = announce: rendered when sipd starts
         self.unconfirmed_strikes: dict[str, deque[float]] = {}  # source -> when its unconfirmed calls ended
         self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
         self.invite_limit = RateLimiter(s.invite_rate)
@@ -358,7 +358,7 @@ class SipEndpoint:
             overflow = True  # answered below, for the announcement only
         if self.auth is not None and not self._authorized(req, st):
             return
-        required = {x.strip().lower() for v in req.headers.get_all("Require") for x in v.split(",") if x.strip()}
+        required = req.headers.option_tags("Require")
         unknown = required - KNOWN_EXTENSIONS
         if unknown:
             st.respond(make_response(req, 420, headers=[("Unsupported", ", ".join(sorted(unknown)))]))
@@ -443,8 +443,6 @@ class SipEndpoint:
 
     def _announce_busy(self, call: Call) -> None:
         """Answer, say that the lines are busy, hang up: no agent, no bus events, no records."""
-        if self.busy_message is None:
-            self.busy_message = load_message(self.config.sip.overflow_message, BUSY_MESSAGE)
         self.counters["overflow_announced"] += 1
         call.log(logging.INFO, "beyond capacity: the busy announcement, then hang up")
         call.answer()

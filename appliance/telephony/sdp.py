@@ -60,8 +60,6 @@ class NoCommonCodec(SdpError):
     """Nothing in the offer we can accept (codec or transport): answer 488 Not Acceptable Here."""
 
 
-
-
 @dataclass(frozen=True)
 class Negotiated:
     codec: Codec  # payload_type is the one on the wire (the offerer's, if it remapped it)

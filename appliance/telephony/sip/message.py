@@ -100,6 +100,10 @@ class Headers:
                 out.extend(split_list(v) if key in MULTI else [v])
         return out
 
+    def option_tags(self, name: str) -> set[str]:
+        """The option tags of Require / Supported / Unsupported, lower-cased (RFC 3261 §19.2)."""
+        return {v.strip().lower() for v in self.get_all(name) if v.strip()}
+
     def get_all_raw(self, name: str) -> list[str]:
         """Every value as it came, unsplit (auth challenges contain commas)."""
         key = self._key(name)
